@@ -1,0 +1,95 @@
+// The bounded pool where blocking work runs: SQLite calls, password hashing, file I/O,
+// document parsing. I/O threads never make a blocking call; they `co_await Offload(...)`
+// instead, which hops to a pool thread, runs the function and hops back to the caller's
+// executor. The number of queued + running jobs is bounded: past the bound, Offload
+// answers kUnavailable at once rather than growing a queue without limit.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <exception>
+#include <optional>
+#include <stdexcept>
+#include <type_traits>
+
+#include "core/asio.hpp"
+#include "core/expected.hpp"
+
+namespace chatd {
+
+class BlockingPool {
+ public:
+  BlockingPool(std::size_t threads, std::size_t max_pending)
+      : pool_(threads), threads_(threads), max_pending_(max_pending) {}
+  ~BlockingPool() { Stop(); }
+  BlockingPool(const BlockingPool&) = delete;
+  BlockingPool& operator=(const BlockingPool&) = delete;
+
+  asio::thread_pool::executor_type executor() { return pool_.get_executor(); }
+  std::size_t threads() const { return threads_; }
+  std::size_t pending() const { return pending_.load(std::memory_order_relaxed); }
+
+  /// Waits for queued work and joins the threads. Called once at shutdown.
+  void Stop() {
+    pool_.join();
+  }
+
+  /// Reserves a slot for one job; false when the pool is saturated.
+  bool TryAcquire() {
+    if (pending_.fetch_add(1, std::memory_order_relaxed) >= max_pending_) {
+      pending_.fetch_sub(1, std::memory_order_relaxed);
+      return false;
+    }
+    return true;
+  }
+  void Release() { pending_.fetch_sub(1, std::memory_order_relaxed); }
+
+ private:
+  asio::thread_pool pool_;
+  std::size_t threads_;
+  std::size_t max_pending_;
+  std::atomic<std::size_t> pending_{0};
+};
+
+/// Runs `fn()` on the blocking pool and resumes the awaiting coroutine on its own
+/// executor. Exceptions thrown by `fn` are rethrown in the caller. When the pool is
+/// saturated the result is kUnavailable (for `fn` returning Expected<U>) or an exception.
+template <typename F>
+auto Offload(BlockingPool& pool, F fn) -> Task<std::invoke_result_t<F&>> {
+  using R = std::invoke_result_t<F&>;
+  if (!pool.TryAcquire()) {
+    if constexpr (requires { R(MakeError(ErrorCode::kUnavailable, "")); }) {
+      co_return R(MakeError(ErrorCode::kUnavailable, "server is overloaded, retry later"));
+    } else {
+      throw std::runtime_error("blocking pool saturated");
+    }
+  }
+  struct Slot {
+    BlockingPool& pool;
+    ~Slot() { pool.Release(); }
+  } slot{pool};
+  auto caller = co_await asio::this_coro::executor;
+  co_await asio::post(pool.executor(), kUseAwaitable);
+  std::exception_ptr failure;
+  if constexpr (std::is_void_v<R>) {
+    try {
+      fn();
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    co_await asio::post(caller, kUseAwaitable);
+    if (failure) std::rethrow_exception(failure);
+  } else {
+    std::optional<R> result;
+    try {
+      result.emplace(fn());
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    co_await asio::post(caller, kUseAwaitable);
+    if (failure) std::rethrow_exception(failure);
+    co_return std::move(*result);
+  }
+}
+
+}  // namespace chatd

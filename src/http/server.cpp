@@ -1,0 +1,512 @@
+#include "http/server.hpp"
+
+#include <array>
+#include <atomic>
+#include <ctime>
+#include <list>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <fmt/format.h>
+
+#include "core/ids.hpp"
+#include "core/log.hpp"
+
+namespace chatd::http {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using boost::system::error_code;
+
+/// Per-route metrics, resolved once so a request touches only atomics.
+struct RouteStats {
+  std::string method;
+  std::string route;
+  std::array<std::atomic<metrics::Counter*>, 600> by_status{};
+  metrics::Histogram* duration = nullptr;
+};
+
+namespace {
+
+using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+constexpr std::size_t kMaxRequestIdLength = 128;
+
+// Boost 1.74's Beast speaks boost::string_view.
+std::string_view Sv(beast::string_view view) { return {view.data(), view.size()}; }
+beast::string_view Bv(std::string_view view) { return {view.data(), view.size()}; }
+
+bool SaneRequestId(std::string_view id) {
+  if (id.empty() || id.size() > kMaxRequestIdLength) return false;
+  for (char c : id) {
+    if (c < 0x21 || c > 0x7e) return false;
+  }
+  return true;
+}
+
+// The Date header, formatted at most once a second per thread.
+std::string_view HttpDate() {
+  thread_local std::time_t cached_second = 0;
+  thread_local char cached[64] = {};
+  const std::time_t now = std::time(nullptr);
+  if (now != cached_second) {
+    cached_second = now;
+    std::tm utc{};
+    gmtime_r(&now, &utc);
+    std::strftime(cached, sizeof(cached), "%a, %d %b %Y %H:%M:%S GMT", &utc);
+  }
+  return cached;
+}
+
+// One accepted connection, listed in its worker so shutdown and eviction can find it.
+// Only ever touched from its worker's thread.
+struct Connection {
+  explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
+  beast::tcp_stream stream;
+  bool idle = true;  // waiting for the next request to start
+  Clock::time_point idle_since = Clock::now();
+  std::list<Connection*>::iterator position;
+};
+
+// Members are destroyed in reverse: the acceptor first, then the context, whose
+// destructor destroys the suspended connection coroutines, which unlist themselves from
+// `connections` — so the list must outlive the context.
+struct Worker {
+  std::list<Connection*> connections;
+  asio::io_context context{1};  // one thread per context: Asio can skip its locking
+  std::optional<tcp::acceptor> acceptor;
+};
+
+}  // namespace
+
+struct Server::Impl {
+  Impl(ServerConfig cfg, const Router& r, MiddlewareChain mw, metrics::Registry& registry)
+      : config(std::move(cfg)),
+        router(r),
+        middleware(std::move(mw)),
+        requests_total(registry.AddCounter("http_requests_total", "HTTP requests answered.",
+                                           {"method", "route", "status"})),
+        request_duration(registry.AddHistogram("http_request_duration_seconds",
+                                               "Time from a request's header to its response.",
+                                               {"method", "route"})),
+        in_flight(registry.AddGauge("http_requests_in_flight", "HTTP requests being handled.").WithLabels({})),
+        open_connections(registry.AddGauge("http_connections_open", "Open client connections.").WithLabels({})),
+        rejected_connections(registry.AddCounter("http_connections_rejected_total",
+                                                 "Connections closed at MAX_CONNECTIONS with no idle one to evict.")
+                                 .WithLabels({})),
+        evicted_connections(registry.AddCounter("http_connections_evicted_total",
+                                                "Idle connections closed to make room at MAX_CONNECTIONS.")
+                                .WithLabels({})) {
+    if (config.io_threads == 0) config.io_threads = std::max(1u, std::thread::hardware_concurrency());
+    for (const auto& route : router.routes()) {
+      auto stats = std::make_unique<RouteStats>();
+      stats->method = std::string(MethodName(route->method));
+      stats->route = route->pattern;
+      stats->duration = &request_duration.WithLabels({stats->method, stats->route});
+      route->stats = stats.get();
+      route_stats.push_back(std::move(stats));
+    }
+    for (std::size_t m = 0; m < kMethodCount; ++m) {
+      unmatched[m].method = std::string(MethodName(static_cast<Method>(m)));
+      unmatched[m].route = "unmatched";
+      unmatched[m].duration = &request_duration.WithLabels({unmatched[m].method, "unmatched"});
+    }
+    for (std::size_t i = 0; i < config.io_threads; ++i) workers.push_back(std::make_unique<Worker>());
+  }
+
+  Task<void> Accept(Worker& worker);
+  Task<void> Serve(Worker& worker, tcp::socket socket);
+  Task<Response> Dispatch(Request& request, const RouteMatch& match);
+  void Finish(Request& request, Response& response, RouteStats& stats);
+  bool EvictIdle(Worker& worker);
+  Task<void> WatchShutdown();
+
+  ServerConfig config;
+  const Router& router;
+  MiddlewareChain middleware;
+  metrics::Family<metrics::Counter>& requests_total;
+  metrics::Family<metrics::Histogram>& request_duration;
+  metrics::Gauge& in_flight;
+  metrics::Gauge& open_connections;
+  metrics::Counter& rejected_connections;
+  metrics::Counter& evicted_connections;
+  std::atomic<std::size_t> active{0};
+  std::atomic<bool> draining{false};
+  std::uint16_t bound_port = 0;
+  std::vector<std::unique_ptr<RouteStats>> route_stats;
+  std::array<RouteStats, kMethodCount> unmatched;
+  // Last, so it is destroyed first: connection coroutines still reference the above.
+  std::vector<std::unique_ptr<Worker>> workers;
+};
+
+Task<void> Server::Impl::Accept(Worker& worker) {
+  while (!draining.load(std::memory_order_relaxed)) {
+    error_code ec;
+    tcp::socket socket = co_await worker.acceptor->async_accept(asio::redirect_error(kUseAwaitable, ec));
+    if (ec) {
+      if (ec == asio::error::operation_aborted || draining.load()) co_return;
+      // Out of descriptors or a transient network error: pause rather than spin.
+      log::Warn("accept failed", {{"error", ec.message()}});
+      asio::steady_timer pause(worker.context, std::chrono::milliseconds(50));
+      co_await pause.async_wait(asio::redirect_error(kUseAwaitable, ec));
+      continue;
+    }
+    if (active.load(std::memory_order_relaxed) >= config.max_connections && !EvictIdle(worker)) {
+      rejected_connections.Inc();
+      socket.close(ec);
+      continue;
+    }
+    asio::co_spawn(worker.context, Serve(worker, std::move(socket)), asio::detached);
+  }
+}
+
+bool Server::Impl::EvictIdle(Worker& worker) {
+  Connection* oldest = nullptr;
+  for (Connection* connection : worker.connections) {
+    if (connection->idle && (oldest == nullptr || connection->idle_since < oldest->idle_since)) oldest = connection;
+  }
+  if (oldest == nullptr) return false;
+  error_code ec;
+  oldest->stream.socket().close(ec);
+  oldest->idle = false;  // its read fails now; don't pick it twice
+  evicted_connections.Inc();
+  return true;
+}
+
+namespace {
+
+// Shuts down our side and drains what the client still sends for a short while, so the
+// response we just wrote is not destroyed by a reset when unread body bytes remain.
+Task<void> LingeringClose(beast::tcp_stream& stream) {
+  error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream.expires_after(std::chrono::seconds(1));
+  std::array<char, 16 * 1024> sink;
+  std::size_t drained = 0;
+  while (!ec && drained < 16 * 1024 * 1024) {
+    drained += co_await stream.async_read_some(asio::buffer(sink), asio::redirect_error(kUseAwaitable, ec));
+  }
+  stream.socket().close(ec);
+}
+
+Response ErrorResponse(ErrorCode code, std::string message) {
+  Response response = Response::FromError(code, std::move(message));
+  response.close_connection = true;
+  return response;
+}
+
+// The Beast response for ours. HEAD keeps the Content-Length of the body it omits.
+bhttp::response<bhttp::string_body> ToBeast(Response& response, unsigned version, bool head, bool keep_alive) {
+  bhttp::response<bhttp::string_body> out{static_cast<bhttp::status>(response.status), version};
+  out.set(bhttp::field::date, Bv(HttpDate()));
+  out.set(bhttp::field::server, "chatd");
+  for (auto& [name, value] : response.headers) out.insert(name, value);
+  out.keep_alive(keep_alive);
+  if (head) {
+    out.content_length(response.body.size());
+  } else {
+    out.body() = std::move(response.body);
+    out.prepare_payload();
+  }
+  return out;
+}
+
+}  // namespace
+
+Task<void> Server::Impl::Serve(Worker& worker, tcp::socket socket) {
+  Connection connection(std::move(socket));
+  connection.position = worker.connections.insert(worker.connections.end(), &connection);
+  active.fetch_add(1, std::memory_order_relaxed);
+  open_connections.Inc();
+  struct Unlist {
+    Impl& impl;
+    Worker& worker;
+    Connection& connection;
+    ~Unlist() {
+      worker.connections.erase(connection.position);
+      impl.active.fetch_sub(1, std::memory_order_relaxed);
+      impl.open_connections.Dec();
+    }
+  } unlist{*this, worker, connection};
+
+  error_code ec;
+  std::string remote_address;
+  if (auto endpoint = connection.stream.socket().remote_endpoint(ec); !ec) remote_address = endpoint.address().to_string();
+  connection.stream.socket().set_option(tcp::no_delay(true), ec);
+
+  beast::flat_buffer buffer(config.max_header_size + 64 * 1024);
+  const Clock::time_point connected_at = Clock::now();
+  bool first_request = true;
+
+  while (true) {
+    // Wait for the next request to start, without holding a read buffer for idle sockets.
+    Clock::time_point started_at = connected_at;
+    if (buffer.size() == 0) {
+      connection.idle = true;
+      connection.idle_since = Clock::now();
+      if (draining.load(std::memory_order_relaxed)) break;
+      connection.stream.expires_after(first_request ? config.header_timeout : config.keepalive_timeout);
+      const std::size_t n =
+          co_await connection.stream.async_read_some(buffer.prepare(512), asio::redirect_error(kUseAwaitable, ec));
+      if (ec) break;
+      buffer.commit(n);
+      connection.idle = false;
+      if (!first_request) started_at = Clock::now();
+    }
+    connection.idle = false;
+    first_request = false;
+
+    // The header must arrive within HEADER_TIMEOUT of its first byte (of connecting, for
+    // the first request): a deadline for the whole header, not per read, defeats clients
+    // that trickle bytes.
+    connection.stream.expires_at(started_at + config.header_timeout);
+    bhttp::request_parser<bhttp::empty_body> head;
+    head.header_limit(static_cast<std::uint32_t>(config.max_header_size));
+    co_await bhttp::async_read_header(connection.stream, buffer, head, asio::redirect_error(kUseAwaitable, ec));
+    if (ec) {
+      if (ec == bhttp::error::header_limit || ec == bhttp::error::bad_method || ec == bhttp::error::bad_target ||
+          ec == bhttp::error::bad_version || ec == bhttp::error::bad_field || ec == bhttp::error::bad_value ||
+          ec == bhttp::error::bad_line_ending || ec == bhttp::error::bad_content_length ||
+          ec == bhttp::error::bad_transfer_encoding || ec == bhttp::error::bad_chunk) {
+        Response response = ec == bhttp::error::header_limit
+                                ? ErrorResponse(ErrorCode::kInvalidArgument, "request header is too large")
+                                : ErrorResponse(ErrorCode::kInvalidArgument, "malformed HTTP request");
+        if (ec == bhttp::error::header_limit) response.status = 431;
+        auto out = ToBeast(response, 11, false, false);
+        connection.stream.expires_after(config.write_timeout);
+        co_await bhttp::async_write(connection.stream, out, asio::redirect_error(kUseAwaitable, ec));
+        co_await LingeringClose(connection.stream);
+      }
+      break;
+    }
+
+    in_flight.Inc();
+    struct InFlight {
+      metrics::Gauge& gauge;
+      ~InFlight() { gauge.Dec(); }
+    } in_flight_guard{in_flight};
+
+    Request request;
+    request.start = Clock::now();
+    request.remote_address = remote_address;
+    const auto& header = head.get();
+    {
+      const std::string_view id = Sv(header["X-Request-ID"]);
+      request.request_id = SaneRequestId(id) ? std::string(id) : NewUuidV7();
+    }
+    const Method method = ParseMethod(Sv(header.method_string()));
+    const std::string_view target = Sv(header.target());
+    const std::string_view path = target.substr(0, target.find('?'));
+    RouteMatch match = router.Match(method, path);
+    request.route = match.route;
+    RouteStats& stats = match.route != nullptr ? *match.route->stats : unmatched[static_cast<std::size_t>(method)];
+
+    const std::size_t body_limit =
+        match.route != nullptr && match.route->options.body_limit > 0 ? match.route->options.body_limit
+                                                                       : config.max_body_size;
+    const bool has_body = head.chunked() || head.content_length().value_or(0) > 0;
+
+    // Too large by its own declaration: answer now, before reading a byte of the body.
+    std::optional<Response> early;
+    if (head.content_length() && *head.content_length() > body_limit) {
+      early = ErrorResponse(ErrorCode::kPayloadTooLarge,
+                            fmt::format("request body is larger than the limit of {} bytes", body_limit));
+    }
+
+    std::optional<bhttp::request_parser<bhttp::string_body>> full;
+    if (!early && has_body) {
+      if (header.version() == 11 && beast::iequals(header[bhttp::field::expect], "100-continue")) {
+        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        connection.stream.expires_after(config.write_timeout);
+        co_await asio::async_write(connection.stream, asio::buffer(kContinue.data(), kContinue.size()),
+                                   asio::redirect_error(kUseAwaitable, ec));
+        if (ec) break;
+      }
+      full.emplace(std::move(head));
+      full->body_limit(body_limit);
+      connection.stream.expires_after(config.body_timeout);
+      co_await bhttp::async_read(connection.stream, buffer, *full, asio::redirect_error(kUseAwaitable, ec));
+      if (ec == bhttp::error::body_limit) {
+        early = ErrorResponse(ErrorCode::kPayloadTooLarge,
+                              fmt::format("request body is larger than the limit of {} bytes", body_limit));
+      } else if (ec == beast::error::timeout) {
+        early = ErrorResponse(ErrorCode::kRequestTimeout, "request body was not received in time");
+      } else if (ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
+                 ec == asio::error::connection_reset || ec == asio::error::operation_aborted) {
+        break;  // the client went away
+      } else if (ec) {
+        early = ErrorResponse(ErrorCode::kInvalidArgument, "malformed request body");
+      }
+    }
+
+    // From here the message lives in `full` (when a body was read) or `head`.
+    const bhttp::request_header<>& message =
+        full ? static_cast<const bhttp::request_header<>&>(full->get()) : head.get();
+    request.method = method;
+    request.method_name = Sv(message.method_string());
+    request.target = Sv(message.target());
+    request.path = request.target.substr(0, request.target.find('?'));
+    if (const auto q = request.target.find('?'); q != std::string_view::npos) request.query = request.target.substr(q + 1);
+    request.version = message.version();
+    request.headers.reserve(16);
+    for (const auto& field : message) request.headers.emplace_back(Sv(field.name_string()), Sv(field.value()));
+    if (full && !early) request.body = std::move(full->get().body());
+    request.params = std::move(match.params);
+
+    Response response = early ? std::move(*early) : co_await Dispatch(request, match);
+    Finish(request, response, stats);
+
+    const bool keep_alive = !response.close_connection && !draining.load(std::memory_order_relaxed) &&
+                            (full ? full->keep_alive() : head.keep_alive());
+    auto out = ToBeast(response, request.version, method == Method::kHead, keep_alive);
+    connection.stream.expires_after(config.write_timeout);
+    co_await bhttp::async_write(connection.stream, out, asio::redirect_error(kUseAwaitable, ec));
+    if (ec) break;
+    if (!keep_alive) {
+      if (response.close_connection) co_await LingeringClose(connection.stream);
+      break;
+    }
+  }
+  error_code ignored;
+  connection.stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  connection.stream.close();
+}
+
+Task<Response> Server::Impl::Dispatch(Request& request, const RouteMatch& match) {
+  std::size_t ran = 0;
+  try {
+    for (; ran < middleware.size(); ++ran) {
+      if (auto answer = middleware[ran]->OnRequest(request)) co_return std::move(*answer);
+    }
+    if (match.route == nullptr) {
+      if (!match.path_exists) co_return Response::FromError(ErrorCode::kNotFound, "no route for this path");
+      if (request.method == Method::kOptions) {
+        Response response = Response::NoContent();
+        response.AddHeader("Allow", match.allow);
+        co_return response;
+      }
+      Response response = Response::FromError(
+          ErrorCode::kMethodNotAllowed, fmt::format("method {} is not allowed here", request.method_name));
+      response.AddHeader("Allow", match.allow);
+      co_return response;
+    }
+    co_return co_await match.route->handler(request);
+  } catch (const std::exception& error) {
+    log::Error("unhandled exception in request", {{"request_id", request.request_id},
+                                                  {"route", match.route ? match.route->pattern : "unmatched"},
+                                                  {"error", error.what()}});
+  }
+  co_return Response::FromError(ErrorCode::kInternal,
+                                fmt::format("internal error; request id {}", request.request_id));
+}
+
+void Server::Impl::Finish(Request& request, Response& response, RouteStats& stats) {
+  for (auto it = middleware.rbegin(); it != middleware.rend(); ++it) (*it)->OnResponse(request, response);
+  const double seconds = std::chrono::duration<double>(Clock::now() - request.start).count();
+  response.SetHeader("X-Request-ID", request.request_id);
+  response.SetHeader("X-Process-Time", fmt::format("{:.6f}", seconds));
+
+  const int status = response.status >= 100 && response.status < 600 ? response.status : 500;
+  auto& slot = stats.by_status[static_cast<std::size_t>(status)];
+  metrics::Counter* counter = slot.load(std::memory_order_acquire);
+  if (counter == nullptr) {
+    counter = &requests_total.WithLabels({stats.method, stats.route, std::to_string(status)});
+    slot.store(counter, std::memory_order_release);
+  }
+  counter->Inc();
+  stats.duration->Observe(seconds);
+
+  if (config.access_log && log::Enabled(spdlog::level::info)) {
+    log::Info("request", {{"request_id", request.request_id},
+                          {"method", request.method_name},
+                          {"route", stats.route},
+                          {"path", request.path},
+                          {"status", status},
+                          {"duration_ms", seconds * 1000.0},
+                          {"remote_addr", request.remote_address},
+                          {"bytes", response.body.size()}});
+  }
+}
+
+Task<void> Server::Impl::WatchShutdown() {
+  const auto deadline = Clock::now() + config.shutdown_timeout;
+  asio::steady_timer timer(workers.front()->context);
+  while (active.load() > 0 && Clock::now() < deadline) {
+    timer.expires_after(std::chrono::milliseconds(20));
+    error_code ec;
+    co_await timer.async_wait(asio::redirect_error(kUseAwaitable, ec));
+  }
+  if (active.load() > 0) log::Warn("shutdown deadline passed", {{"open_connections", active.load()}});
+  for (auto& worker : workers) worker->context.stop();
+}
+
+Server::Server(ServerConfig config, const Router& router, MiddlewareChain middleware, metrics::Registry& metrics)
+    : impl_(std::make_unique<Impl>(std::move(config), router, std::move(middleware), metrics)) {}
+
+Server::~Server() = default;
+
+Expected<void> Server::Listen() {
+  error_code ec;
+  const auto address = asio::ip::make_address(impl_->config.host, ec);
+  if (ec) return MakeError(ErrorCode::kInvalidArgument, fmt::format("HOST '{}' is not an IP address", impl_->config.host));
+  std::uint16_t port = impl_->config.port;
+  for (auto& worker : impl_->workers) {
+    auto& acceptor = worker->acceptor.emplace(worker->context);
+    const tcp::endpoint endpoint(address, port);
+    acceptor.open(endpoint.protocol(), ec);
+    if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) acceptor.set_option(ReusePort(true), ec);
+    if (!ec) acceptor.bind(endpoint, ec);
+    if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return MakeError(ErrorCode::kUnavailable,
+                       fmt::format("cannot listen on {}:{}: {}", impl_->config.host, port, ec.message()));
+    }
+    port = acceptor.local_endpoint().port();  // port 0: the others join the port the first got
+  }
+  impl_->bound_port = port;
+  return {};
+}
+
+std::uint16_t Server::port() const { return impl_->bound_port; }
+std::size_t Server::io_threads() const { return impl_->workers.size(); }
+asio::io_context& Server::main_context() { return impl_->workers.front()->context; }
+
+void Server::Run() {
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+  for (auto& worker : impl_->workers) {
+    guards.push_back(asio::make_work_guard(worker->context));
+    asio::co_spawn(worker->context, impl_->Accept(*worker), asio::detached);
+  }
+  std::vector<std::thread> threads;
+  for (std::size_t i = 1; i < impl_->workers.size(); ++i) {
+    threads.emplace_back([this, i] { impl_->workers[i]->context.run(); });
+  }
+  impl_->workers.front()->context.run();
+  for (auto& thread : threads) thread.join();
+}
+
+void Server::Shutdown() {
+  if (impl_->draining.exchange(true)) return;
+  log::Info("shutting down", {{"open_connections", impl_->active.load()}});
+  for (auto& worker : impl_->workers) {
+    asio::post(worker->context, [worker = worker.get()] {
+      error_code ec;
+      if (worker->acceptor) worker->acceptor->close(ec);
+      for (Connection* connection : worker->connections) {
+        if (connection->idle) connection->stream.socket().close(ec);
+      }
+    });
+  }
+  asio::co_spawn(impl_->workers.front()->context, impl_->WatchShutdown(), asio::detached);
+}
+
+}  // namespace chatd::http
