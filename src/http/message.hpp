@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/asio.hpp"
 #include "core/error.hpp"
 
 namespace chatd::http {
@@ -25,6 +26,20 @@ Method ParseMethod(std::string_view name);
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 
 struct Route;
+class Response;
+
+/// A response sent in pieces as it is produced (Server-Sent Events, proxied streams): the
+/// head first, then chunks, each written to the socket before Write() returns, so a slow
+/// client slows its producer instead of growing a buffer. Runs on the request's I/O thread.
+class ResponseStream {
+ public:
+  virtual ~ResponseStream() = default;
+  /// Sends the status and headers of `head` (its body is ignored) with chunked transfer
+  /// encoding. Call at most once. False when the client is gone.
+  virtual Task<bool> Begin(Response head) = 0;
+  /// Sends one chunk. False once the client is gone or the write timed out: stop then.
+  virtual Task<bool> Write(std::string_view data) = 0;
+};
 
 /// An incoming request. Header views and `path` point into the connection's buffers and
 /// are valid until the handler's coroutine completes.
@@ -42,6 +57,9 @@ struct Request {
   std::vector<std::pair<std::string_view, std::string>> params;  // from the route pattern
   const Route* route = nullptr;
   std::chrono::steady_clock::time_point start;
+  /// For handlers that stream: once they call stream->Begin(), the Response they return
+  /// is ignored and the server ends the stream when the handler returns.
+  ResponseStream* stream = nullptr;
 
   /// The first header with this name (case-insensitive), or "" when absent.
   std::string_view Header(std::string_view name) const;

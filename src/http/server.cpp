@@ -5,6 +5,7 @@
 #include <ctime>
 #include <list>
 #include <optional>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -125,9 +126,13 @@ struct Server::Impl {
   Task<void> Accept(Worker& worker);
   Task<void> Serve(Worker& worker, tcp::socket socket);
   Task<Response> Dispatch(Request& request, const RouteMatch& match);
-  void Finish(Request& request, Response& response, RouteStats& stats);
+  // Runs the middleware's OnResponse and adds the headers every response carries.
+  void Decorate(const Request& request, Response& response);
+  // Counts the request in metrics and writes the access log line.
+  void Record(const Request& request, int status, std::size_t bytes, RouteStats& stats);
   bool EvictIdle(Worker& worker);
   Task<void> WatchShutdown();
+  class StreamWriter;
 
   ServerConfig config;
   const Router& router;
@@ -220,6 +225,67 @@ bhttp::response<bhttp::string_body> ToBeast(Response& response, unsigned version
 }
 
 }  // namespace
+
+// The ResponseStream of one request: chunked transfer encoding straight to the socket.
+class Server::Impl::StreamWriter final : public ResponseStream {
+ public:
+  StreamWriter(Impl& impl, beast::tcp_stream& stream, const Request& request)
+      : impl_(impl), stream_(stream), request_(request) {}
+
+  Task<bool> Begin(Response head) override {
+    if (begun_) throw std::logic_error("ResponseStream::Begin called twice");
+    begun_ = true;
+    status_ = head.status;
+    impl_.Decorate(request_, head);
+    bhttp::response<bhttp::empty_body> out{static_cast<bhttp::status>(head.status), request_.version};
+    out.set(bhttp::field::date, Bv(HttpDate()));
+    out.set(bhttp::field::server, "chatd");
+    for (auto& [name, value] : head.headers) out.insert(name, value);
+    out.chunked(true);
+    out.keep_alive(!impl_.draining.load(std::memory_order_relaxed));
+    bhttp::response_serializer<bhttp::empty_body> serializer(out);
+    error_code ec;
+    stream_.expires_after(impl_.config.write_timeout);
+    co_await bhttp::async_write_header(stream_, serializer, asio::redirect_error(kUseAwaitable, ec));
+    failed_ = static_cast<bool>(ec);
+    co_return !failed_;
+  }
+
+  Task<bool> Write(std::string_view data) override {
+    if (!begun_) throw std::logic_error("ResponseStream::Write called before Begin");
+    if (failed_) co_return false;
+    if (data.empty()) co_return true;  // an empty chunk would end the body
+    error_code ec;
+    stream_.expires_after(impl_.config.write_timeout);
+    co_await asio::async_write(stream_, bhttp::make_chunk(asio::const_buffer(data.data(), data.size())),
+                               asio::redirect_error(kUseAwaitable, ec));
+    failed_ = static_cast<bool>(ec);
+    bytes_ += data.size();
+    co_return !failed_;
+  }
+
+  /// Sends the last chunk. True when the connection can serve another request.
+  Task<bool> End() {
+    if (failed_) co_return false;
+    error_code ec;
+    stream_.expires_after(impl_.config.write_timeout);
+    co_await asio::async_write(stream_, bhttp::make_chunk_last(), asio::redirect_error(kUseAwaitable, ec));
+    co_return !ec;
+  }
+
+  bool begun() const { return begun_; }
+  int status() const { return status_; }
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  Impl& impl_;
+  beast::tcp_stream& stream_;
+  const Request& request_;
+  bool begun_ = false;
+  bool failed_ = false;
+  int status_ = 0;
+  std::size_t bytes_ = 0;
+};
 
 Task<void> Server::Impl::Serve(Worker& worker, tcp::socket socket) {
   Connection connection(std::move(socket));
@@ -361,8 +427,23 @@ Task<void> Server::Impl::Serve(Worker& worker, tcp::socket socket) {
     if (full && !early) request.body = std::move(full->get().body());
     request.params = std::move(match.params);
 
-    Response response = early ? std::move(*early) : co_await Dispatch(request, match);
-    Finish(request, response, stats);
+    StreamWriter writer(*this, connection.stream, request);
+    request.stream = &writer;
+    // Not `early ? ... : co_await ...`: GCC 12 miscompiles co_await inside ?: and &&.
+    Response response;
+    if (early) {
+      response = std::move(*early);
+    } else {
+      response = co_await Dispatch(request, match);
+    }
+    if (writer.begun()) {
+      const bool reusable = co_await writer.End();
+      Record(request, writer.status(), writer.bytes(), stats);
+      if (!reusable || draining.load(std::memory_order_relaxed) || !(full ? full->keep_alive() : head.keep_alive())) break;
+      continue;
+    }
+    Decorate(request, response);
+    Record(request, response.status, response.body.size(), stats);
 
     const bool keep_alive = !response.close_connection && !draining.load(std::memory_order_relaxed) &&
                             (full ? full->keep_alive() : head.keep_alive());
@@ -408,13 +489,16 @@ Task<Response> Server::Impl::Dispatch(Request& request, const RouteMatch& match)
                                 fmt::format("internal error; request id {}", request.request_id));
 }
 
-void Server::Impl::Finish(Request& request, Response& response, RouteStats& stats) {
+void Server::Impl::Decorate(const Request& request, Response& response) {
   for (auto it = middleware.rbegin(); it != middleware.rend(); ++it) (*it)->OnResponse(request, response);
   const double seconds = std::chrono::duration<double>(Clock::now() - request.start).count();
   response.SetHeader("X-Request-ID", request.request_id);
   response.SetHeader("X-Process-Time", fmt::format("{:.6f}", seconds));
+}
 
-  const int status = response.status >= 100 && response.status < 600 ? response.status : 500;
+void Server::Impl::Record(const Request& request, int status, std::size_t bytes, RouteStats& stats) {
+  const double seconds = std::chrono::duration<double>(Clock::now() - request.start).count();
+  if (status < 100 || status >= 600) status = 500;
   auto& slot = stats.by_status[static_cast<std::size_t>(status)];
   metrics::Counter* counter = slot.load(std::memory_order_acquire);
   if (counter == nullptr) {
@@ -432,7 +516,7 @@ void Server::Impl::Finish(Request& request, Response& response, RouteStats& stat
                           {"status", status},
                           {"duration_ms", seconds * 1000.0},
                           {"remote_addr", request.remote_address},
-                          {"bytes", response.body.size()}});
+                          {"bytes", bytes}});
   }
 }
 
