@@ -1,8 +1,9 @@
 // The bounded pool where blocking work runs: SQLite calls, password hashing, file I/O,
 // document parsing. I/O threads never make a blocking call; they `co_await Offload(...)`
-// instead, which hops to a pool thread, runs the function and hops back to the caller's
-// executor. The number of queued + running jobs is bounded: past the bound, Offload
-// answers kUnavailable at once rather than growing a queue without limit.
+// instead, which runs the function on a pool thread and resumes the caller on its own
+// executor (run_on.hpp says why that takes co_spawn). The number of queued + running jobs
+// is bounded: past the bound, Offload answers kUnavailable at once rather than growing a
+// queue without limit.
 #pragma once
 
 #include <atomic>
@@ -14,6 +15,7 @@
 
 #include "core/asio.hpp"
 #include "core/expected.hpp"
+#include "core/run_on.hpp"
 
 namespace chatd {
 
@@ -68,28 +70,7 @@ auto Offload(BlockingPool& pool, F fn) -> Task<std::invoke_result_t<F&>> {
     BlockingPool& pool;
     ~Slot() { pool.Release(); }
   } slot{pool};
-  auto caller = co_await asio::this_coro::executor;
-  co_await asio::post(pool.executor(), kUseAwaitable);
-  std::exception_ptr failure;
-  if constexpr (std::is_void_v<R>) {
-    try {
-      fn();
-    } catch (...) {
-      failure = std::current_exception();
-    }
-    co_await asio::post(caller, kUseAwaitable);
-    if (failure) std::rethrow_exception(failure);
-  } else {
-    std::optional<R> result;
-    try {
-      result.emplace(fn());
-    } catch (...) {
-      failure = std::current_exception();
-    }
-    co_await asio::post(caller, kUseAwaitable);
-    if (failure) std::rethrow_exception(failure);
-    co_return std::move(*result);
-  }
+  co_return co_await RunOn(pool.executor(), std::move(fn));
 }
 
 }  // namespace chatd

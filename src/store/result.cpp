@@ -1,0 +1,34 @@
+#include <charconv>
+#include <stdexcept>
+#include <string>
+
+#include "store/database.hpp"
+
+namespace chatd::store {
+
+std::size_t Result::Column(std::string_view name) const {
+  for (std::size_t i = 0; i < columns.size(); ++i) {
+    if (columns[i] == name) return i;
+  }
+  throw std::out_of_range("result has no column named " + std::string(name));
+}
+
+std::string Result::Text(std::size_t row, std::string_view column) const {
+  const auto& cell = Cell(row, column);
+  return cell ? *cell : std::string();
+}
+
+std::int64_t Result::Int(std::size_t row, std::string_view column) const {
+  const auto& cell = Cell(row, column);
+  if (!cell) return 0;
+  std::int64_t value = 0;
+  const char* end = cell->data() + cell->size();
+  auto [ptr, ec] = std::from_chars(cell->data(), end, value);
+  if (ec != std::errc() || ptr != end) {
+    // A bug in store/: the column is not an integer column.
+    throw std::invalid_argument("column " + std::string(column) + " is not an integer");
+  }
+  return value;
+}
+
+}  // namespace chatd::store
