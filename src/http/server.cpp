@@ -3,6 +3,7 @@
 #include <array>
 #include <atomic>
 #include <ctime>
+#include <limits>
 #include <list>
 #include <optional>
 #include <stdexcept>
@@ -336,6 +337,7 @@ Task<void> Server::Impl::Serve(Worker& worker, tcp::socket socket) {
     connection.stream.expires_at(started_at + config.header_timeout);
     bhttp::request_parser<bhttp::empty_body> head;
     head.header_limit(static_cast<std::uint32_t>(config.max_header_size));
+    head.body_limit(std::numeric_limits<std::uint64_t>::max());  // the route decides, below
     co_await bhttp::async_read_header(connection.stream, buffer, head, asio::redirect_error(kUseAwaitable, ec));
     if (ec) {
       if (ec == bhttp::error::header_limit || ec == bhttp::error::bad_method || ec == bhttp::error::bad_target ||

@@ -1,0 +1,66 @@
+"""Fixtures for the integration suite: the real chatd binary on a free port.
+
+CHATD_BIN               the binary (default build/dev/chatd)
+CHATD_TEST_DATABASE_URL a PostgreSQL admin URL; when set, every server gets its
+                        own fresh database there. Unset: SQLite in DATA_DIR.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from chatd_testing import PG_URL, PgCluster, ServerFactory, chatd_bin
+
+def pytest_report_header(config):
+    return [f"chatd: {chatd_bin()}",
+            f"database: {'postgresql (' + PG_URL + ')' if PG_URL else 'sqlite'}"]
+
+
+@pytest.fixture(scope="session")
+def binary() -> Path:
+    path = chatd_bin()
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        pytest.fail(f"chatd binary not found at {path} (build it, or set CHATD_BIN)", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    if not PG_URL:
+        pytest.skip("PostgreSQL only")
+    return PG_URL
+
+
+@pytest.fixture
+def make_server(binary, tmp_path_factory):
+    """Factory: make_server(MAX_CONNECTIONS="100", ...) -> Server. Every server is
+    stopped with SIGTERM at teardown and must exit 0."""
+    factory = ServerFactory(binary, tmp_path_factory, PG_URL)
+    yield factory
+    factory.stop_all()
+
+
+@pytest.fixture(scope="session")
+def server(binary, tmp_path_factory):
+    """One default-config server shared by the tests that only read from it."""
+    factory = ServerFactory(binary, tmp_path_factory, PG_URL)
+    srv = factory()
+    yield srv
+    factory.stop_all()
+
+
+@pytest.fixture
+def private_pg():
+    """A PostgreSQL cluster of the test's own (for tests that stop it)."""
+    if not PG_URL:
+        pytest.skip("PostgreSQL only")
+    if not shutil.which("psql"):
+        pytest.skip("psql not installed")
+    cluster = PgCluster()
+    cluster.start()
+    yield cluster
+    cluster.destroy()
