@@ -8,14 +8,10 @@
 #include <string_view>
 
 #include "core/expected.hpp"
+#include "core/page.hpp"
 #include "http/message.hpp"
 
 namespace chatd::api {
-
-struct PageRequest {
-  std::size_t limit = 20;
-  std::string cursor;  // empty: the first page
-};
 
 inline constexpr std::size_t kDefaultPageSize = 20;
 inline constexpr std::size_t kMaxPageSize = 100;
