@@ -8,8 +8,10 @@
 //
 // Errors: kInvalidArgument (with `param`) for bad input, kUnauthenticated for bad
 // credentials or tokens, kPermissionDenied for a role/scope the caller lacks, kNotFound,
-// kConflict (email taken), kRateLimited (account temporarily locked; message says until
-// when), kUnavailable (database down, pool saturated).
+// kConflict (email taken), kRateLimited (account temporarily locked: the message ends with
+// "try again in N seconds" and Error::param holds N as a decimal string, for Retry-After;
+// the HTTP layer should move it into the header rather than show it as "param"),
+// kUnavailable (database down, pool saturated).
 #pragma once
 
 #include <chrono>
@@ -20,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "accounts/passwords.hpp"
 #include "accounts/principal.hpp"
 #include "core/asio.hpp"
 #include "core/blocking_pool.hpp"
@@ -38,6 +41,11 @@ struct AccountsConfig {
   int lockout_threshold = 10;                               // failed logins before a lock
   std::chrono::seconds lockout_duration{15 * 60};           // how long a lock lasts
   std::chrono::milliseconds principal_cache_ttl{1000};      // API key / user status cache
+  PasswordHashParams password_hash;                        // argon2id cost (tests lower it)
+  // Progressive slow-down of failed logins: from the 3rd consecutive failure the answer
+  // waits failed_login_delay * 2^(n-3), at most max_failed_login_delay.
+  std::chrono::milliseconds failed_login_delay{250};
+  std::chrono::milliseconds max_failed_login_delay{4000};
 };
 
 /// A user as the API shows it (never the password hash).

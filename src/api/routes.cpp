@@ -1,16 +1,44 @@
 #include "api/routes.hpp"
 
+#include <string>
+
 namespace chatd::api {
 
+using accounts::Principal;
 using http::Method;
 using http::Request;
 
-void AddRoutes(http::Router& router, Services& services) {
+void AddRoutes(http::Router& router, Services& services, std::string_view prefix) {
   auto& ops = services.operations;
-  // method, path, handler [, options]
+  auto& guard = services.guard;
+  auto& accounts = services.accounts;
+  const std::string api(prefix);
+
+  // Public: method, path, handler.
   router.Add(Method::kGet, "/health", [&ops](Request& r) { return ops.Health(r); });
   router.Add(Method::kGet, "/ready", [&ops](Request& r) { return ops.Ready(r); });
   router.Add(Method::kGet, "/metrics", [&ops](Request& r) { return ops.Metrics(r); });
+  router.Add(Method::kPost, api + "/auth/register", [&accounts](Request& r) { return accounts.Register(r); });
+  router.Add(Method::kPost, api + "/auth/login", [&accounts](Request& r) { return accounts.Login(r); });
+  router.Add(Method::kPost, api + "/auth/refresh", [&accounts](Request& r) { return accounts.Refresh(r); });
+  router.Add(Method::kPost, api + "/auth/logout", [&accounts](Request& r) { return accounts.Logout(r); });
+
+  // Protected: method, path, who may call, handler(request, principal).
+  auto protect = [&](Method method, const std::string& path, Access access,
+                     Task<http::Response> (AccountsApi::*handler)(Request&, const Principal&)) {
+    router.Add(method, path, guard.Protect(access, [&accounts, handler](Request& r, const Principal& p) {
+      return (accounts.*handler)(r, p);
+    }));
+  };
+  protect(Method::kGet, api + "/users/me", Access::kUser, &AccountsApi::GetMe);
+  protect(Method::kPatch, api + "/users/me", Access::kUser, &AccountsApi::UpdateMe);
+  protect(Method::kDelete, api + "/users/me", Access::kSession, &AccountsApi::DeleteMe);
+  protect(Method::kPost, api + "/users/me/password", Access::kSession, &AccountsApi::ChangePassword);
+  protect(Method::kGet, api + "/api-keys", Access::kUser, &AccountsApi::ListApiKeys);
+  protect(Method::kPost, api + "/api-keys", Access::kSession, &AccountsApi::CreateApiKey);
+  protect(Method::kDelete, api + "/api-keys/{id}", Access::kUser, &AccountsApi::RevokeApiKey);
+  protect(Method::kGet, api + "/admin/users", Access::kAdmin, &AccountsApi::AdminListUsers);
+  protect(Method::kPatch, api + "/admin/users/{id}", Access::kAdmin, &AccountsApi::AdminUpdateUser);
 }
 
 }  // namespace chatd::api

@@ -1,5 +1,7 @@
 #pragma once
 
+#include "api/accounts_api.hpp"
+#include "api/guard.hpp"
 #include "api/operations.hpp"
 #include "http/router.hpp"
 
@@ -8,9 +10,12 @@ namespace chatd::api {
 /// The services the routes call into; built by app/ and owned there.
 struct Services {
   Operations& operations;
+  Guard& guard;
+  AccountsApi& accounts;
 };
 
 /// Registers every route of the HTTP surface on `router`: the one table of routes.
-void AddRoutes(http::Router& router, Services& services);
+/// `prefix` is the app API's prefix (API_V1_STR, "/api/v1").
+void AddRoutes(http::Router& router, Services& services, std::string_view prefix = "/api/v1");
 
 }  // namespace chatd::api

@@ -6,13 +6,22 @@
 
 #include <csignal>
 #include <filesystem>
+#include <cstdio>
 #include <memory>
+#include <thread>
 
 #include <boost/asio/signal_set.hpp>
 #include <fmt/format.h>
 
+#include "accounts/account_service.hpp"
+#include "api/accounts_api.hpp"
+#include "api/guard.hpp"
 #include "api/operations.hpp"
 #include "api/routes.hpp"
+#include "cache/rate_limiter.hpp"
+#include "core/blocking_pool.hpp"
+#include "core/clock.hpp"
+#include "http/client_ip.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
 #include "http/middleware.hpp"
@@ -52,11 +61,26 @@ Expected<std::unique_ptr<store::Database>> OpenStore(const AppConfig& config) {
   return database;
 }
 
+// Password hashing is CPU-bound: one thread per core, at a lower priority than the I/O
+// threads, so a burst of logins slows logins, not everything else.
+std::size_t HashingThreads() { return std::max(1u, std::thread::hardware_concurrency()); }
+constexpr int kHashingNice = 10;
+
 }  // namespace
 
-int Serve(const AppConfig& config) {
+int Serve(const AppConfig& loaded) {
   RaiseFileLimit();
+  AppConfig config = loaded;
   if (!PrepareDataDir(config)) return 1;
+  if (auto key = ResolveSecretKey(config); !key) {
+    log::Error("cannot set up SECRET_KEY", {{"error", key.error().message}});
+    return 1;
+  }
+  auto trusted_proxies = http::CidrSet::Parse(config.trusted_proxies);
+  if (!trusted_proxies) {
+    log::Error("invalid TRUSTED_PROXIES", {{"error", trusted_proxies.error().message}});
+    return 2;
+  }
   auto opened = OpenStore(config);
   if (!opened) return 1;
   std::unique_ptr<store::Database> database = std::move(*opened);
@@ -72,11 +96,18 @@ int Serve(const AppConfig& config) {
   api::Operations operations(
       {api::HealthCheck{"database", [&database]() -> Task<bool> { co_return (co_await database->Ping()).has_value(); }}},
       metrics);
-  api::Services services{operations};
+  SystemClock clock;
+  BlockingPool hashing_pool(HashingThreads(), 1024, kHashingNice);
+  accounts::AccountService accounts(config.accounts, *database, hashing_pool, clock);
+  auto limiter = cache::MakeInProcessRateLimiter(clock);
+  api::Guard guard(accounts, *limiter, config.rate_limits);
+  api::AccountsApi accounts_api(accounts, guard);
+  api::Services services{operations, guard, accounts_api};
   http::Router router;
-  api::AddRoutes(router, services);
+  api::AddRoutes(router, services, config.api_prefix);
 
   http::MiddlewareChain middleware;
+  middleware.push_back(http::MakeClientAddress(std::move(*trusted_proxies)));
   if (!config.allowed_hosts.empty()) middleware.push_back(http::MakeAllowedHosts(config.allowed_hosts));
   if (!config.cors_origins.empty()) middleware.push_back(http::MakeCors(config.cors_origins));
   middleware.push_back(http::MakeSecurityHeaders());
@@ -115,6 +146,17 @@ int Serve(const AppConfig& config) {
           }
           if (*applied > 0) log::Info("migrations applied", {{"count", *applied}});
         }
+        if (!config.admin_email.empty()) {
+          auto admin = co_await accounts.CreateUser(config.admin_email, config.admin_password, "", accounts::Role::kAdmin);
+          if (admin) {
+            log::Info("created the admin user from ADMIN_EMAIL", {{"email", admin->email}});
+          } else if (admin.error().code != ErrorCode::kConflict) {
+            log::Error("cannot create the admin user from ADMIN_EMAIL", {{"error", admin.error().message}});
+            exit_code = 2;
+            server.Shutdown();
+            co_return;
+          }
+        }
         operations.MarkReady();
         log::Info("ready");
       },
@@ -122,6 +164,7 @@ int Serve(const AppConfig& config) {
 
   server.Run();
   signals.cancel();
+  hashing_pool.Stop();
   database->Close();
   log::Info("stopped", {{"exit_code", exit_code}});
   return exit_code;
@@ -148,6 +191,48 @@ int Migrate(const AppConfig& config) {
       },
       asio::detached);
   context.run();
+  database->Close();
+  return exit_code;
+}
+
+
+int CreateUser(const AppConfig& loaded, const NewUserRequest& request) {
+  AppConfig config = loaded;
+  if (!PrepareDataDir(config)) return 1;
+  if (auto key = ResolveSecretKey(config); !key) {
+    log::Error("cannot set up SECRET_KEY", {{"error", key.error().message}});
+    return 1;
+  }
+  auto opened = OpenStore(config);
+  if (!opened) return 1;
+  std::unique_ptr<store::Database> database = std::move(*opened);
+  SystemClock clock;
+  BlockingPool hashing_pool(1, 4);
+  accounts::AccountService accounts(config.accounts, *database, hashing_pool, clock);
+
+  asio::io_context context(1);
+  int exit_code = 1;
+  asio::co_spawn(
+      context,
+      [&]() -> Task<void> {
+        auto migrated = co_await database->Migrate();
+        if (!migrated) {
+          log::Error("migrations failed", {{"error", migrated.error().message}});
+          co_return;
+        }
+        auto user = co_await accounts.CreateUser(request.email, request.password, request.name,
+                                                 request.admin ? accounts::Role::kAdmin : accounts::Role::kUser);
+        if (!user) {
+          std::fprintf(stderr, "chatd: cannot create the user: %s\n", user.error().message.c_str());
+          exit_code = user.error().code == ErrorCode::kInvalidArgument ? 2 : 1;
+          co_return;
+        }
+        std::printf("%s\n", user->id.c_str());
+        exit_code = 0;
+      },
+      asio::detached);
+  context.run();
+  hashing_pool.Stop();
   database->Close();
   return exit_code;
 }

@@ -11,4 +11,15 @@ int Serve(const AppConfig& config);
 /// `chatd migrate`: applies pending migrations and exits.
 int Migrate(const AppConfig& config);
 
+struct NewUserRequest {
+  std::string email;
+  std::string name;
+  std::string password;
+  bool admin = false;
+};
+
+/// `chatd user create`: applies migrations, creates the user, prints its id. Exit code 0,
+/// 2 for an invalid email or password, 1 otherwise (e.g. the email is taken).
+int CreateUser(const AppConfig& config, const NewUserRequest& request);
+
 }  // namespace chatd::app

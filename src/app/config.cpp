@@ -1,9 +1,18 @@
 #include "app/config.hpp"
 
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include <fmt/format.h>
+
+#include "accounts/secret_key.hpp"
+#include "cache/rate_limiter.hpp"
+#include "core/log.hpp"
 
 namespace chatd::app {
 
@@ -18,6 +27,32 @@ std::string Join(const std::vector<std::string>& items) {
   return out;
 }
 
+// A token bucket from NAME ("10/s", "5/m", "100/h") and NAME_BURST (a positive number).
+cache::RateLimit RateLimitSetting(ConfigReader& read, std::string_view name, std::string_view rate_default,
+                                  std::int64_t burst_default) {
+  const std::string rate = read.String(name, std::string(rate_default));
+  const std::string burst_name = std::string(name) + "_BURST";
+  const std::int64_t burst = read.Integer(burst_name, burst_default, 1, 1'000'000'000);
+  auto limit = cache::ParseRateLimit(rate, std::to_string(burst));
+  if (!limit) {
+    read.Fail(name, rate, "is not a rate", "a number of requests per second, minute or hour, like 10/s or 5/m");
+    return {};
+  }
+  return *limit;
+}
+
+// SECRET_KEY values copied from examples and tutorials: never acceptable in production.
+bool IsPlaceholderSecret(std::string_view key) {
+  std::string lower(key);
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  for (std::string_view known : {"changeme", "change-me", "change_me", "changethis", "secret", "secret-key",
+                                 "secret_key", "your-secret-key", "your_secret_key", "supersecret", "password",
+                                 "development", "insecure", "notsecret", "example"}) {
+    if (lower.find(known) != std::string::npos) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 Expected<AppConfig> LoadConfig(const EnvSource& env) {
@@ -27,10 +62,28 @@ Expected<AppConfig> LoadConfig(const EnvSource& env) {
 
   config.environment = read.OneOf("ENVIRONMENT", "development", {"development", "production", "test"});
   config.data_dir = read.String("DATA_DIR", "./data");
-  config.secret_key = read.String("SECRET_KEY", "");
+  config.api_prefix = read.String("API_V1_STR", "/api/v1");
   config.migrate_on_start = read.Bool("MIGRATE_ON_START", true);
   config.cors_origins = read.List("CORS_ORIGINS");
   config.allowed_hosts = read.List("ALLOWED_HOSTS");
+  config.trusted_proxies = read.List("TRUSTED_PROXIES");
+  config.admin_email = read.String("ADMIN_EMAIL", "");
+  config.admin_password = read.String("ADMIN_PASSWORD", "");
+
+  auto& accounts = config.accounts;
+  accounts.secret_key = read.String("SECRET_KEY", "");
+  accounts.access_token_ttl = std::chrono::minutes(read.Integer("ACCESS_TOKEN_EXPIRE_MINUTES", 30, 1, 60 * 24 * 30));
+  accounts.refresh_token_ttl = std::chrono::hours(24 * read.Integer("REFRESH_TOKEN_EXPIRE_DAYS", 30, 1, 365));
+  accounts.allow_registration = read.Bool("ALLOW_REGISTRATION", true);
+  accounts.lockout_threshold = static_cast<int>(read.Integer("LOGIN_LOCKOUT_THRESHOLD", 10, 1, 1000));
+  accounts.lockout_duration = std::chrono::duration_cast<std::chrono::seconds>(
+      read.Duration("LOGIN_LOCKOUT_DURATION", std::chrono::minutes(15)));
+
+  auto& limits = config.rate_limits;
+  limits.enabled = read.Bool("RATE_LIMIT_ENABLED", true);
+  limits.api = RateLimitSetting(read, "RATE_LIMIT_API", "10/s", 20);
+  limits.login = RateLimitSetting(read, "RATE_LIMIT_LOGIN", "5/m", 5);
+  limits.upload = RateLimitSetting(read, "RATE_LIMIT_UPLOAD", "1/s", 5);
 
   auto& server = config.server;
   server.host = read.String("HOST", "127.0.0.1");
@@ -69,6 +122,22 @@ Expected<AppConfig> LoadConfig(const EnvSource& env) {
                      fmt::format("DATABASE_URL='{}' has an unsupported scheme; expected sqlite:///path or postgresql://...",
                                  store::RedactDatabaseUrl(db.url)));
   }
+  if (config.environment == "production") {
+    const auto& key = config.accounts.secret_key;
+    if (key.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "SECRET_KEY is not set; production needs a random value of at least 32 bytes "
+                       "(e.g. openssl rand -base64 48)");
+    }
+    if (key.size() < 32 || IsPlaceholderSecret(key)) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "SECRET_KEY is too short or a well-known placeholder; expected a random value of at least "
+                       "32 bytes (e.g. openssl rand -base64 48)");
+    }
+  }
+  if (config.admin_email.empty() != config.admin_password.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "ADMIN_EMAIL and ADMIN_PASSWORD must be set together");
+  }
   if (server.max_body_size == 0) {
     return MakeError(ErrorCode::kInvalidArgument, "MAX_BODY_SIZE='0' is too small; expected at least 1 byte");
   }
@@ -98,7 +167,15 @@ std::string DescribeConfig(const AppConfig& config) {
   line("DB_STATEMENT_TIMEOUT", fmt::format("{}ms", d.statement_timeout.count()));
   line("DB_CONNECT_TIMEOUT", fmt::format("{}ms", d.connect_timeout.count()));
   line("MIGRATE_ON_START", config.migrate_on_start);
-  line("SECRET_KEY", config.secret_key.empty() ? "(not set)" : "****");
+  line("SECRET_KEY", config.accounts.secret_key.empty() ? "(not set)" : "****");
+  line("ACCESS_TOKEN_EXPIRE_MINUTES", config.accounts.access_token_ttl.count() / 60);
+  line("ALLOW_REGISTRATION", config.accounts.allow_registration);
+  line("ADMIN_EMAIL", config.admin_email);
+  line("ADMIN_PASSWORD", config.admin_password.empty() ? "(not set)" : "****");
+  line("TRUSTED_PROXIES", Join(config.trusted_proxies));
+  line("RATE_LIMIT_ENABLED", config.rate_limits.enabled);
+  line("RATE_LIMIT_API", fmt::format("{}/s burst {}", config.rate_limits.api.rate_per_second, config.rate_limits.api.burst));
+  line("RATE_LIMIT_LOGIN", fmt::format("{}/s burst {}", config.rate_limits.login.rate_per_second, config.rate_limits.login.burst));
   line("LOG_LEVEL", config.log.level);
   line("LOG_FORMAT", config.log.format);
   line("LOG_FILE", config.log.file.empty() ? "(stderr)" : config.log.file);
@@ -114,6 +191,30 @@ std::string DescribeConfig(const AppConfig& config) {
   line("SHUTDOWN_TIMEOUT", fmt::format("{}ms", s.shutdown_timeout.count()));
   line("BLOCKING_THREADS", config.blocking_threads);
   return out;
+}
+
+
+Expected<void> ResolveSecretKey(AppConfig& config) {
+  if (!config.accounts.secret_key.empty()) return {};
+  const std::filesystem::path path = std::filesystem::path(config.data_dir) / "secret_key";
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) {
+    std::ifstream file(path);
+    std::getline(file, config.accounts.secret_key);
+    if (config.accounts.secret_key.size() >= 32) return {};
+    return MakeError(ErrorCode::kInvalidArgument, fmt::format("{} does not hold a usable key; delete it", path.string()));
+  }
+  std::filesystem::create_directories(config.data_dir, ec);
+  config.accounts.secret_key = accounts::GenerateSecretKey();
+  const mode_t previous = umask(077);  // the file is born 0600
+  std::ofstream file(path);
+  file << config.accounts.secret_key << "\n";
+  file.close();
+  umask(previous);
+  if (!file) return MakeError(ErrorCode::kInternal, fmt::format("cannot write {}", path.string()));
+  log::Warn("SECRET_KEY is not set: generated one and stored it for development use",
+            {{"path", path.string()}});
+  return {};
 }
 
 }  // namespace chatd::app

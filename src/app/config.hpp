@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "accounts/account_service.hpp"
+#include "api/guard.hpp"
 #include "core/config_env.hpp"
 #include "core/log.hpp"
 #include "http/server.hpp"
@@ -16,19 +18,29 @@ namespace chatd::app {
 struct AppConfig {
   std::string environment = "development";  // development|production
   std::string data_dir = "./data";
-  std::string secret_key;  // used by accounts; masked in `config check`
+  std::string api_prefix = "/api/v1";  // API_V1_STR
   bool migrate_on_start = true;
   std::size_t blocking_threads = 8;
   std::vector<std::string> cors_origins;
   std::vector<std::string> allowed_hosts;
+  std::vector<std::string> trusted_proxies;  // CIDRs whose X-Forwarded-For is believed
+  std::string admin_email;     // ADMIN_EMAIL/ADMIN_PASSWORD: an admin created at start
+  std::string admin_password;
   http::ServerConfig server;
   store::DatabaseConfig database;
   log::LogConfig log;
+  accounts::AccountsConfig accounts;  // accounts.secret_key may be empty until ResolveSecretKey
+  api::RateLimitConfig rate_limits;
 };
 
 /// Reads and validates the configuration. On an invalid value the error is one line
 /// naming the variable, what is wrong and the accepted form.
 Expected<AppConfig> LoadConfig(const EnvSource& env);
+
+/// In development, an empty SECRET_KEY is replaced by one generated once and kept in
+/// $DATA_DIR/secret_key (mode 0600), so tokens survive restarts. Blocking (file I/O):
+/// call at startup. Production never gets here without a valid key (LoadConfig refuses).
+Expected<void> ResolveSecretKey(AppConfig& config);
 
 /// The effective configuration as `KEY=value` lines, secrets masked.
 std::string DescribeConfig(const AppConfig& config);

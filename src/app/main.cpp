@@ -1,7 +1,11 @@
 // chatd's entry point: parses the command line, loads the configuration and hands over to
 // the composition root (app.cpp). Exit codes: 0 ok, 1 runtime failure, 2 bad usage/config.
+#include <termios.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <iostream>
+#include <optional>
 
 #include <CLI/CLI.hpp>
 
@@ -12,6 +16,43 @@
 #ifndef CHATD_VERSION
 #define CHATD_VERSION "0.0.0"
 #endif
+
+namespace {
+
+// One line from standard input; on a terminal, prompted for twice without echo.
+chatd::Expected<std::string> ReadPassword() {
+  const bool terminal = isatty(STDIN_FILENO) != 0;
+  auto read_line = [terminal](const char* prompt) -> std::optional<std::string> {
+    termios saved{};
+    if (terminal) {
+      std::fputs(prompt, stderr);
+      tcgetattr(STDIN_FILENO, &saved);
+      termios quiet = saved;
+      quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+      tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+    }
+    std::string line;
+    const bool ok = static_cast<bool>(std::getline(std::cin, line));
+    if (terminal) {
+      tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+      std::fputs("\n", stderr);
+    }
+    if (!ok) return std::nullopt;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    return line;
+  };
+  auto password = read_line("Password: ");
+  if (!password || password->empty()) {
+    return chatd::MakeError(chatd::ErrorCode::kInvalidArgument, "no password on standard input");
+  }
+  if (terminal) {
+    auto again = read_line("Password (again): ");
+    if (!again || *again != *password) return chatd::MakeError(chatd::ErrorCode::kInvalidArgument, "passwords differ");
+  }
+  return *password;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App cli{"chatd: a self-hosted backend for ChatGPT-style applications"};
@@ -32,6 +73,14 @@ int main(int argc, char** argv) {
   auto* check = config_cmd->add_subcommand("check", "Print the effective configuration (secrets masked) and validate it");
   config_cmd->require_subcommand(1);
   auto* version = cli.add_subcommand("version", "Print the version");
+  auto* user_cmd = cli.add_subcommand("user", "User administration");
+  user_cmd->require_subcommand(1);
+  auto* user_create = user_cmd->add_subcommand(
+      "create", "Create a user; the password is read from standard input (prompted for on a terminal)");
+  chatd::app::NewUserRequest new_user;
+  user_create->add_option("--email", new_user.email, "The user's email")->required();
+  user_create->add_option("--name", new_user.name, "Display name");
+  user_create->add_flag("--admin", new_user.admin, "Give the user the admin role");
 
   try {
     cli.parse(argc, argv);
@@ -66,10 +115,20 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  if (user_create->parsed()) {
+    auto password = ReadPassword();
+    if (!password) {
+      std::fprintf(stderr, "chatd: %s\n", password.error().message.c_str());
+      return 2;
+    }
+    new_user.password = std::move(*password);
+  }
+
   chatd::log::Init(config->log);
   int code = 0;
   if (serve->parsed()) code = chatd::app::Serve(*config);
   else if (migrate->parsed()) code = chatd::app::Migrate(*config);
+  else if (user_create->parsed()) code = chatd::app::CreateUser(*config, new_user);
   chatd::log::Shutdown();
   return code;
 }

@@ -21,8 +21,9 @@ namespace chatd {
 
 class BlockingPool {
  public:
-  BlockingPool(std::size_t threads, std::size_t max_pending)
-      : pool_(threads), threads_(threads), max_pending_(max_pending) {}
+  /// `nice` > 0 lowers the threads' scheduling priority (Linux niceness is per thread), so
+  /// CPU-heavy work such as password hashing yields the cores to the I/O threads.
+  BlockingPool(std::size_t threads, std::size_t max_pending, int nice = 0);
   ~BlockingPool() { Stop(); }
   BlockingPool(const BlockingPool&) = delete;
   BlockingPool& operator=(const BlockingPool&) = delete;

@@ -56,21 +56,7 @@ std::string_view Request::Param(std::string_view name) const {
   return {};
 }
 
-std::optional<std::string> Request::Query(std::string_view name) const {
-  std::string_view rest = query;
-  while (!rest.empty()) {
-    const auto amp = rest.find('&');
-    const std::string_view pair = rest.substr(0, amp);
-    const auto eq = pair.find('=');
-    const std::string_view key = pair.substr(0, eq);
-    if (PercentDecode(key, true) == name) {
-      return PercentDecode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1), true);
-    }
-    if (amp == std::string_view::npos) break;
-    rest.remove_prefix(amp + 1);
-  }
-  return std::nullopt;
-}
+std::optional<std::string> Request::Query(std::string_view name) const { return FormField(query, name); }
 
 std::string Request::ContentType() const {
   std::string_view value = Header("Content-Type");
@@ -111,6 +97,21 @@ std::string_view Response::Header(std::string_view name) const {
     if (EqualsIgnoreCase(key, name)) return value;
   }
   return {};
+}
+
+std::optional<std::string> FormField(std::string_view encoded, std::string_view name) {
+  std::string_view rest = encoded;
+  while (!rest.empty()) {
+    const auto amp = rest.find('&');
+    const std::string_view pair = rest.substr(0, amp);
+    const auto eq = pair.find('=');
+    if (PercentDecode(pair.substr(0, eq), true) == name) {
+      return PercentDecode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1), true);
+    }
+    if (amp == std::string_view::npos) break;
+    rest.remove_prefix(amp + 1);
+  }
+  return std::nullopt;
 }
 
 std::optional<std::string> PercentDecode(std::string_view text, bool plus_is_space) {

@@ -52,7 +52,10 @@ struct Request {
   unsigned version = 11;    // 10 or 11
   std::vector<std::pair<std::string_view, std::string_view>> headers;
   std::string body;
-  std::string remote_address;
+  std::string remote_address;  // the TCP peer
+  /// The client's IP: remote_address, or from X-Forwarded-For / X-Real-IP when the peer
+  /// is a trusted proxy (http/client_ip.hpp). Key per-client limits and logs on this.
+  std::string client_address;
   std::string request_id;
   std::vector<std::pair<std::string_view, std::string>> params;  // from the route pattern
   const Route* route = nullptr;
@@ -100,5 +103,9 @@ class Response {
 
 /// Decodes %XX escapes (and '+' as space when `plus_is_space`); nullopt on a bad escape.
 std::optional<std::string> PercentDecode(std::string_view text, bool plus_is_space);
+
+/// The value of `name` in an application/x-www-form-urlencoded string (a query string or
+/// a form body), decoded; nullopt when absent or badly escaped.
+std::optional<std::string> FormField(std::string_view encoded, std::string_view name);
 
 }  // namespace chatd::http

@@ -2,6 +2,7 @@
 
 #include <array>
 #include <atomic>
+#include <cmath>
 #include <ctime>
 #include <limits>
 #include <list>
@@ -365,6 +366,7 @@ Task<void> Server::Impl::Serve(Worker& worker, tcp::socket socket) {
     Request request;
     request.start = Clock::now();
     request.remote_address = remote_address;
+    request.client_address = remote_address;  // MakeClientAddress may replace it
     const auto& header = head.get();
     {
       const std::string_view id = Sv(header["X-Request-ID"]);
@@ -516,8 +518,8 @@ void Server::Impl::Record(const Request& request, int status, std::size_t bytes,
                           {"route", stats.route},
                           {"path", request.path},
                           {"status", status},
-                          {"duration_ms", seconds * 1000.0},
-                          {"remote_addr", request.remote_address},
+                          {"duration_ms", std::round(seconds * 1e6) / 1000.0},
+                          {"remote_addr", request.client_address},
                           {"bytes", bytes}});
   }
 }

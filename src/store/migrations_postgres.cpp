@@ -200,8 +200,19 @@ CREATE TABLE schedules (
 CREATE INDEX schedules_due ON schedules(next_run_at) WHERE enabled;
 )sql";
 
+// Accounts: see migrations_sqlite.cpp.
+constexpr std::string_view kAccountsSecurity = R"sql(
+ALTER TABLE users
+  ADD COLUMN token_version INTEGER NOT NULL DEFAULT 0,
+  ADD COLUMN failed_logins INTEGER NOT NULL DEFAULT 0,
+  ADD COLUMN locked_until  TIMESTAMPTZ;
+CREATE INDEX users_created_id ON users(created_at, id);
+CREATE INDEX api_keys_user_created ON api_keys(user_id, created_at, id);
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kInitialSchema},
+    {2, "accounts security", kAccountsSecurity},
 };
 
 }  // namespace

@@ -214,8 +214,21 @@ CREATE TABLE schedules (
 CREATE INDEX schedules_due ON schedules(next_run_at) WHERE enabled = 1;
 )sql";
 
+// Accounts: token_version is bumped by every security change (password, role, disable)
+// and carried by access tokens as `ver`, so older tokens stop working at once;
+// failed_logins/locked_until hold the login lockout. The indexes serve the keyset
+// pagination of the admin user list and of a user's API keys.
+constexpr std::string_view kAccountsSecurity = R"sql(
+ALTER TABLE users ADD COLUMN token_version INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN failed_logins INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN locked_until TEXT;
+CREATE INDEX users_created_id ON users(created_at, id);
+CREATE INDEX api_keys_user_created ON api_keys(user_id, created_at, id);
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kInitialSchema},
+    {2, "accounts security", kAccountsSecurity},
 };
 
 }  // namespace

@@ -40,6 +40,27 @@ _CHATD_VARS = {
     "CORS_ORIGINS", "ALLOWED_HOSTS", "MIGRATE_ON_START", "REDIS_URL", "SECRET_KEY",
     "ENVIRONMENT", "DB_POOL_SIZE", "DB_STATEMENT_TIMEOUT", "DB_CONNECT_TIMEOUT",
     "WRITE_TIMEOUT", "SHUTDOWN_TIMEOUT", "BLOCKING_THREADS", "API_V1_STR",
+    # accounts
+    "ACCESS_TOKEN_EXPIRE_MINUTES", "REFRESH_TOKEN_EXPIRE_DAYS", "ALLOW_REGISTRATION",
+    "ADMIN_EMAIL", "ADMIN_PASSWORD", "RATE_LIMIT_ENABLED", "RATE_LIMIT_API",
+    "RATE_LIMIT_API_BURST", "RATE_LIMIT_LOGIN", "RATE_LIMIT_LOGIN_BURST", "RATE_LIMIT_UPLOAD",
+    "RATE_LIMIT_UPLOAD_BURST", "TRUSTED_PROXIES", "LOGIN_LOCKOUT_THRESHOLD",
+    "LOGIN_LOCKOUT_DURATION",
+}
+
+# Every test server signs tokens with this key, so tests can forge JWTs (48 bytes).
+TEST_SECRET_KEY = "chatd-integration-tests-0123456789abcdefghijklmn"
+assert len(TEST_SECRET_KEY) == 48
+
+# Defaults for every test server: most tests log in many times from 127.0.0.1, so the
+# login and API rate limits are out of the way unless a test sets its own (pass a value,
+# or None to leave the variable unset and get chatd's built-in default).
+TEST_SERVER_DEFAULTS = {
+    "SECRET_KEY": TEST_SECRET_KEY,
+    "RATE_LIMIT_LOGIN": "10000/m",
+    "RATE_LIMIT_LOGIN_BURST": "10000",
+    "RATE_LIMIT_API": "10000/s",
+    "RATE_LIMIT_API_BURST": "10000",
 }
 _SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                       "WARNING: ThreadSanitizer")
@@ -418,18 +439,25 @@ class Server:
             f"log:\n{self.log()}")
 
 
-def server_env(data_dir: Path, database_url: str | None, extra: dict[str, str] | None = None
-               ) -> dict[str, str]:
+def server_env(data_dir: Path, database_url: str | None,
+               extra: dict[str, str | None] | None = None) -> dict[str, str]:
+    """The environment of a test server: TEST_SERVER_DEFAULTS, then `extra`, where a
+    None value removes the variable (chatd then uses its built-in default)."""
     env = base_env({
         "DATA_DIR": str(data_dir),
         "PORT": "0",
         "HOST": "127.0.0.1",
         "LOG_FORMAT": "json",
         "MIGRATE_ON_START": "true",
+        **TEST_SERVER_DEFAULTS,
     })
     if database_url:
         env["DATABASE_URL"] = database_url
-    env.update(extra or {})
+    for k, v in (extra or {}).items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
     return env
 
 
@@ -443,15 +471,30 @@ class ServerFactory:
         self.pg_url = pg_url
         self.servers: list[Server] = []
 
-    def __call__(self, database_url: str | None = None, **extra: str) -> Server:
-        """Start `chatd serve`; extra env vars as keyword arguments. database_url
-        defaults to a fresh database (PostgreSQL run) or SQLite in DATA_DIR."""
+    def __call__(self, database_url: str | None = None, **extra: str | None) -> Server:
+        """Start `chatd serve`; extra env vars as keyword arguments (None: unset it).
+        database_url defaults to a fresh database (PostgreSQL run) or SQLite in DATA_DIR."""
         data_dir = self.tmp_path_factory.mktemp("chatd") / "data"
         if database_url is None and self.pg_url:
             database_url = create_database(self.pg_url)
         srv = Server.start(data_dir, server_env(data_dir, database_url, extra), self.binary)
         self.servers.append(srv)
         return srv
+
+    def new_database(self) -> tuple[Path, str | None]:
+        """A fresh DATA_DIR and database URL (None: SQLite in DATA_DIR), for tests that
+        run the binary themselves."""
+        data_dir = self.tmp_path_factory.mktemp("chatd") / "data"
+        return data_dir, (create_database(self.pg_url) if self.pg_url else None)
+
+    def restart(self, srv: Server) -> Server:
+        """Stop srv (it must exit 0) and start a new server with the same environment,
+        DATA_DIR and database."""
+        srv.stop_and_check()
+        self.servers.remove(srv)
+        new = Server.start(srv.data_dir, srv.env, self.binary)
+        self.servers.append(new)
+        return new
 
     def stop_all(self) -> None:
         import pytest

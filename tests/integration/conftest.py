@@ -64,3 +64,32 @@ def private_pg():
     cluster.start()
     yield cluster
     cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def accounts_server(binary, tmp_path_factory):
+    """One server for the accounts tests, with an ADMIN_EMAIL/ADMIN_PASSWORD admin
+    (accounts_client.ADMIN_EMAIL) and the test SECRET_KEY. Tests create their own
+    users with unique emails, so they can share it."""
+    from accounts_client import ADMIN_EMAIL, ADMIN_PASSWORD
+
+    factory = ServerFactory(binary, tmp_path_factory, PG_URL)
+    srv = factory(ADMIN_EMAIL=ADMIN_EMAIL, ADMIN_PASSWORD=ADMIN_PASSWORD)
+    yield srv
+    factory.stop_all()
+
+
+@pytest.fixture
+def api(accounts_server):
+    """accounts_client.Api on the shared accounts server."""
+    from accounts_client import Api
+
+    return Api(accounts_server.port)
+
+
+@pytest.fixture(scope="module")
+def module_servers(binary, tmp_path_factory):
+    """Factory like make_server, but the servers live until the end of the module."""
+    factory = ServerFactory(binary, tmp_path_factory, PG_URL)
+    yield factory
+    factory.stop_all()

@@ -1,0 +1,34 @@
+// Input rules of accounts (docs/api.md "Validation"), as pure functions.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/expected.hpp"
+#include "core/time.hpp"
+
+namespace chatd::accounts {
+
+inline constexpr std::size_t kMaxEmailLength = 254;
+inline constexpr std::size_t kMaxNameLength = 100;
+
+/// Code points in UTF-8 text (bytes that do not continue a sequence).
+std::size_t Utf8Length(std::string_view text);
+
+/// Trimmed and lower-cased (ASCII); at most 254 characters, exactly one '@', a non-empty
+/// local part, a domain with a dot that neither starts nor ends it, no spaces or control
+/// characters. kInvalidArgument with param "email" otherwise.
+Expected<std::string> NormalizeEmail(std::string_view email);
+
+/// At most `max` characters (code points), no control characters. kInvalidArgument with
+/// `param` otherwise. `min` = 1 for names that may not be empty.
+Expected<void> CheckName(std::string_view name, std::string_view param, std::size_t min = 0,
+                         std::size_t max = kMaxNameLength);
+
+/// RFC 3339 date-time: "2026-01-02T03:04:05Z", with optional fraction and a "Z" or
+/// "+hh:mm" offset ('t' and 'z' accepted too). nullopt when malformed or out of range.
+std::optional<SystemTime> ParseRfc3339(std::string_view text);
+
+}  // namespace chatd::accounts

@@ -1,0 +1,267 @@
+#include "api/accounts_api.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+#include "api/json_fields.hpp"
+#include "api/pagination.hpp"
+#include "core/json.hpp"
+#include "http/json_body.hpp"
+
+namespace chatd::api {
+
+using accounts::Principal;
+
+namespace {
+
+void WriteNullable(JsonWriter& json, std::string_view key, std::string_view value) {
+  json.Key(key);
+  if (value.empty()) json.Null(); else json.String(value);
+}
+
+void WriteUser(JsonWriter& json, const accounts::User& user) {
+  json.BeginObject()
+      .Field("id", user.id)
+      .Field("email", user.email)
+      .Field("name", user.name)
+      .Field("role", accounts::RoleName(user.role))
+      .Field("is_active", user.is_active)
+      .Field("created_at", user.created_at)
+      .Field("updated_at", user.updated_at);
+  WriteNullable(json, "last_login_at", user.last_login_at);
+  json.EndObject();
+}
+
+void WriteApiKey(JsonWriter& json, const accounts::ApiKey& key, std::string_view secret = {}) {
+  json.BeginObject().Field("id", key.id);
+  if (!secret.empty()) json.Field("key", secret);
+  json.Field("name", key.name).Field("prefix", key.prefix).Key("scopes").BeginArray();
+  for (const auto& scope : key.scopes) json.String(scope);
+  json.EndArray();
+  WriteNullable(json, "expires_at", key.expires_at);
+  WriteNullable(json, "last_used_at", key.last_used_at);
+  json.Field("created_at", key.created_at).EndObject();
+}
+
+http::Response UserResponse(int status, const accounts::User& user) {
+  JsonWriter json;
+  WriteUser(json, user);
+  return http::Response::Json(status, std::move(json).str());
+}
+
+http::Response TokensResponse(const accounts::TokenPair& tokens) {
+  JsonWriter json;
+  json.BeginObject()
+      .Field("access_token", tokens.access_token)
+      .Field("refresh_token", tokens.refresh_token)
+      .Field("token_type", "bearer")
+      .Field("expires_in", tokens.expires_in)
+      .EndObject();
+  auto response = http::Response::Json(200, std::move(json).str());
+  response.AddHeader("Cache-Control", "no-store");  // tokens must not be cached (RFC 6749 5.1)
+  return response;
+}
+
+// The request's JSON object, or the error response to answer with.
+Expected<JsonObject> BodyObject(const http::Request& request) {
+  auto body = http::ParseJsonBody(request, http::ThreadJsonParser());
+  if (!body) return Unexpected{std::move(body).error()};
+  return JsonObject::From(*body);
+}
+
+std::string NormalisedEmailKey(std::string_view email) {
+  std::string key(email);
+  key.erase(std::remove_if(key.begin(), key.end(), [](unsigned char c) { return std::isspace(c); }), key.end());
+  std::transform(key.begin(), key.end(), key.begin(), [](unsigned char c) { return std::tolower(c); });
+  return key;
+}
+
+}  // namespace
+
+Task<http::Response> AccountsApi::Register(http::Request& request) {
+  std::vector<std::pair<std::string, std::string>> limit_headers;
+  auto refusal = co_await guard_.Limit("login:ip:" + request.client_address, guard_.limits().login, limit_headers);
+  if (refusal) co_return std::move(*refusal);
+  auto body = BodyObject(request);
+  if (!body) co_return ErrorResponse(body.error());
+  auto email = body->RequiredString("email");
+  if (!email) co_return ErrorResponse(email.error());
+  auto password = body->RequiredString("password");
+  if (!password) co_return ErrorResponse(password.error());
+  auto name = body->OptionalString("name");
+  if (!name) co_return ErrorResponse(name.error());
+  auto user = co_await accounts_.Register(*email, *password, name->value_or(""));
+  if (!user) co_return ErrorResponse(user.error());
+  co_return UserResponse(201, *user);
+}
+
+Task<http::Response> AccountsApi::Login(http::Request& request) {
+  // JSON {email, password}, or the OAuth2 password flow's form fields username/password.
+  std::string email, password;
+  if (request.ContentType() == "application/x-www-form-urlencoded") {
+    auto username = http::FormField(request.body, "username");
+    auto secret = http::FormField(request.body, "password");
+    if (!username || username->empty()) {
+      co_return ErrorResponse(Error{ErrorCode::kInvalidArgument, "username is required", "username"});
+    }
+    if (!secret) co_return ErrorResponse(Error{ErrorCode::kInvalidArgument, "password is required", "password"});
+    email = std::move(*username);
+    password = std::move(*secret);
+  } else {
+    auto body = BodyObject(request);
+    if (!body) co_return ErrorResponse(body.error());
+    auto email_field = body->RequiredString("email");
+    if (!email_field) co_return ErrorResponse(email_field.error());
+    auto password_field = body->RequiredString("password");
+    if (!password_field) co_return ErrorResponse(password_field.error());
+    email = *email_field;
+    password = *password_field;
+  }
+
+  // Two buckets: the client's address (spraying many accounts) and the account (one
+  // account from many addresses).
+  std::vector<std::pair<std::string, std::string>> limit_headers;
+  auto refusal = co_await guard_.Limit("login:ip:" + request.client_address, guard_.limits().login, limit_headers);
+  if (refusal) co_return std::move(*refusal);
+  std::vector<std::pair<std::string, std::string>> account_headers;
+  refusal = co_await guard_.Limit("login:account:" + NormalisedEmailKey(email), guard_.limits().login, account_headers);
+  if (refusal) co_return std::move(*refusal);
+
+  auto tokens = co_await accounts_.Login(email, password);
+  http::Response response = tokens ? TokensResponse(*tokens) : ErrorResponse(tokens.error());
+  for (auto& [name, value] : limit_headers) response.AddHeader(std::move(name), std::move(value));
+  co_return response;
+}
+
+Task<http::Response> AccountsApi::Refresh(http::Request& request) {
+  auto body = BodyObject(request);
+  if (!body) co_return ErrorResponse(body.error());
+  auto token = body->RequiredString("refresh_token");
+  if (!token) co_return ErrorResponse(token.error());
+  auto tokens = co_await accounts_.Refresh(*token);
+  if (!tokens) co_return ErrorResponse(tokens.error());
+  co_return TokensResponse(*tokens);
+}
+
+Task<http::Response> AccountsApi::Logout(http::Request& request) {
+  auto body = BodyObject(request);
+  if (!body) co_return ErrorResponse(body.error());
+  auto token = body->RequiredString("refresh_token");
+  if (!token) co_return ErrorResponse(token.error());
+  auto done = co_await accounts_.Logout(*token);
+  if (!done) co_return ErrorResponse(done.error());
+  co_return http::Response::NoContent();
+}
+
+Task<http::Response> AccountsApi::GetMe(http::Request&, const Principal& caller) {
+  auto user = co_await accounts_.GetUser(caller);
+  if (!user) co_return ErrorResponse(user.error());
+  co_return UserResponse(200, *user);
+}
+
+Task<http::Response> AccountsApi::UpdateMe(http::Request& request, const Principal& caller) {
+  auto body = BodyObject(request);
+  if (!body) co_return ErrorResponse(body.error());
+  auto name = body->OptionalString("name");
+  if (!name) co_return ErrorResponse(name.error());
+  auto email = body->OptionalString("email");
+  if (!email) co_return ErrorResponse(email.error());
+  accounts::ProfileChange change;
+  if (*name) change.name = std::string(**name);
+  if (*email) change.email = std::string(**email);
+  auto user = co_await accounts_.UpdateProfile(caller, change);
+  if (!user) co_return ErrorResponse(user.error());
+  co_return UserResponse(200, *user);
+}
+
+Task<http::Response> AccountsApi::ChangePassword(http::Request& request, const Principal& caller) {
+  auto body = BodyObject(request);
+  if (!body) co_return ErrorResponse(body.error());
+  auto current = body->RequiredString("current_password");
+  if (!current) co_return ErrorResponse(current.error());
+  auto next = body->RequiredString("new_password");
+  if (!next) co_return ErrorResponse(next.error());
+  auto done = co_await accounts_.ChangePassword(caller, *current, *next);
+  if (!done) co_return ErrorResponse(done.error());
+  co_return http::Response::NoContent();
+}
+
+Task<http::Response> AccountsApi::DeleteMe(http::Request&, const Principal& caller) {
+  auto done = co_await accounts_.DeleteAccount(caller);
+  if (!done) co_return ErrorResponse(done.error());
+  co_return http::Response::NoContent();
+}
+
+Task<http::Response> AccountsApi::ListApiKeys(http::Request& request, const Principal& caller) {
+  auto page = ParsePageRequest(request);
+  if (!page) co_return ErrorResponse(page.error());
+  auto keys = co_await accounts_.ListApiKeys(caller, *page);
+  if (!keys) co_return ErrorResponse(keys.error());
+  JsonWriter data;
+  data.BeginArray();
+  for (const auto& key : keys->items) WriteApiKey(data, key);
+  data.EndArray();
+  co_return http::Response::Json(200, ListBody(data.str(), keys->next_cursor));
+}
+
+Task<http::Response> AccountsApi::CreateApiKey(http::Request& request, const Principal& caller) {
+  auto body = BodyObject(request);
+  if (!body) co_return ErrorResponse(body.error());
+  auto name = body->RequiredString("name");
+  if (!name) co_return ErrorResponse(name.error());
+  auto scopes = body->OptionalStringArray("scopes");
+  if (!scopes) co_return ErrorResponse(scopes.error());
+  auto expires_at = body->OptionalString("expires_at");
+  if (!expires_at) co_return ErrorResponse(expires_at.error());
+  accounts::NewApiKey key{std::string(*name), scopes->value_or(std::vector<std::string>{}),
+                          std::string(expires_at->value_or(""))};
+  auto created = co_await accounts_.CreateApiKey(caller, key);
+  if (!created) co_return ErrorResponse(created.error());
+  JsonWriter json;
+  WriteApiKey(json, created->key, created->secret);
+  auto response = http::Response::Json(201, std::move(json).str());
+  response.AddHeader("Cache-Control", "no-store");
+  co_return response;
+}
+
+Task<http::Response> AccountsApi::RevokeApiKey(http::Request& request, const Principal& caller) {
+  auto done = co_await accounts_.RevokeApiKey(caller, request.Param("id"));
+  if (!done) co_return ErrorResponse(done.error());
+  co_return http::Response::NoContent();
+}
+
+Task<http::Response> AccountsApi::AdminListUsers(http::Request& request, const Principal& caller) {
+  auto page = ParsePageRequest(request);
+  if (!page) co_return ErrorResponse(page.error());
+  const std::string query = request.Query("q").value_or("");
+  if (query.size() > 254) co_return ErrorResponse(Error{ErrorCode::kInvalidArgument, "q is too long", "q"});
+  auto users = co_await accounts_.ListUsers(caller, query, *page);
+  if (!users) co_return ErrorResponse(users.error());
+  JsonWriter data;
+  data.BeginArray();
+  for (const auto& user : users->items) WriteUser(data, user);
+  data.EndArray();
+  co_return http::Response::Json(200, ListBody(data.str(), users->next_cursor));
+}
+
+Task<http::Response> AccountsApi::AdminUpdateUser(http::Request& request, const Principal& caller) {
+  auto body = BodyObject(request);
+  if (!body) co_return ErrorResponse(body.error());
+  auto is_active = body->OptionalBool("is_active");
+  if (!is_active) co_return ErrorResponse(is_active.error());
+  auto role_name = body->OptionalString("role");
+  if (!role_name) co_return ErrorResponse(role_name.error());
+  accounts::AdminUserChange change;
+  change.is_active = *is_active;
+  if (*role_name) {
+    change.role = accounts::ParseRole(**role_name);
+    if (!change.role) {
+      co_return ErrorResponse(Error{ErrorCode::kInvalidArgument, "role must be \"user\" or \"admin\"", "role"});
+    }
+  }
+  auto user = co_await accounts_.AdminUpdateUser(caller, request.Param("id"), change);
+  if (!user) co_return ErrorResponse(user.error());
+  co_return UserResponse(200, *user);
+}
+
+}  // namespace chatd::api

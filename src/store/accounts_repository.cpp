@@ -1,0 +1,483 @@
+#include "store/accounts_repository.hpp"
+
+#include <array>
+#include <utility>
+
+namespace chatd::store {
+
+namespace {
+
+// --- SQL -----------------------------------------------------------------------------
+
+constexpr std::string_view kUserColumns =
+    "id, email, password_hash, name, role, is_active, token_version, failed_logins, locked_until, "
+    "last_login_at, created_at, updated_at";
+
+constexpr std::string_view kInsertUser =
+    "INSERT INTO users (id, email, password_hash, name, role, is_active, created_at, updated_at) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+// The lock starts when this failure reaches the threshold; the count restarts with it, so
+// after the lock the account gets `threshold` more attempts. locked_until keeps an old
+// (past) value otherwise: callers compare it with the time.
+constexpr std::string_view kRecordFailedLogin =
+    "UPDATE users SET "
+    "failed_logins = CASE WHEN failed_logins + 1 >= $2 THEN 0 ELSE failed_logins + 1 END, "
+    "locked_until = CASE WHEN failed_logins + 1 >= $2 THEN $3 ELSE locked_until END "
+    "WHERE id = $1 RETURNING failed_logins, locked_until";
+
+constexpr std::string_view kRecordSuccessfulLogin =
+    "UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = $2 WHERE id = $1";
+
+constexpr std::string_view kChangePassword =
+    "UPDATE users SET password_hash = $2, token_version = token_version + 1, failed_logins = 0, "
+    "locked_until = NULL, updated_at = $3 WHERE id = $1";
+
+constexpr std::string_view kRevokeUserRefreshTokens =
+    "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL";
+
+constexpr std::string_view kDeleteUser = "DELETE FROM users WHERE id = $1";
+
+// COALESCE keeps a field the admin did not send; the version moves only on a real change.
+constexpr std::string_view kAdminUpdateUser =
+    "UPDATE users SET "
+    "token_version = token_version + "
+    "CASE WHEN is_active <> COALESCE($2, is_active) OR role <> COALESCE($3, role) THEN 1 ELSE 0 END, "
+    "is_active = COALESCE($2, is_active), role = COALESCE($3, role), "
+    "failed_logins = 0, locked_until = NULL, updated_at = $4 WHERE id = $1";
+
+constexpr std::string_view kInsertRefreshToken =
+    "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, expires_at, created_at) "
+    "VALUES ($1, $2, $3, $4, $5, $6)";
+
+constexpr std::string_view kSelectRefreshToken =
+    "SELECT id, user_id, family_id, expires_at, revoked_at, replaced_by FROM refresh_tokens "
+    "WHERE token_hash = $1";
+
+// Conditional, so that of two concurrent rotations of one token only one spends it (in
+// PostgreSQL the second waits for the first's row lock, then matches nothing).
+constexpr std::string_view kSpendRefreshToken =
+    "UPDATE refresh_tokens SET replaced_by = $2 "
+    "WHERE id = $1 AND user_id = $3 AND replaced_by IS NULL AND revoked_at IS NULL";
+
+constexpr std::string_view kRevokeFamily =
+    "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND user_id = $3 AND revoked_at IS NULL";
+
+constexpr std::string_view kRevokeFamilyByHash =
+    "UPDATE refresh_tokens SET revoked_at = $2 WHERE revoked_at IS NULL AND family_id IN "
+    "(SELECT family_id FROM refresh_tokens WHERE token_hash = $1)";
+
+constexpr std::string_view kApiKeyColumns =
+    "id, user_id, name, key_hash, prefix, scopes, expires_at, last_used_at, revoked_at, created_at";
+
+constexpr std::string_view kInsertApiKey =
+    "INSERT INTO api_keys (id, user_id, name, key_hash, prefix, scopes, expires_at, created_at) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+constexpr std::string_view kRevokeApiKey =
+    "UPDATE api_keys SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL";
+
+constexpr std::string_view kFindApiKeyByHash =
+    "SELECT k.id AS id, k.user_id AS user_id, k.name AS name, k.key_hash AS key_hash, k.prefix AS prefix, "
+    "k.scopes AS scopes, k.expires_at AS expires_at, k.last_used_at AS last_used_at, "
+    "k.revoked_at AS revoked_at, k.created_at AS created_at, "
+    "u.email AS email, u.role AS role, u.is_active AS is_active "
+    "FROM api_keys k JOIN users u ON u.id = k.user_id "
+    "WHERE k.key_hash = $1 AND k.revoked_at IS NULL";
+
+constexpr std::string_view kTouchApiKey = "UPDATE api_keys SET last_used_at = $3 WHERE id = $1 AND user_id = $2";
+
+// --- helpers -------------------------------------------------------------------------
+
+Param Nullable(const std::string& text) { return text.empty() ? Param(nullptr) : Param(text); }
+
+UserRecord ReadUser(const Result& rows, std::size_t i) {
+  UserRecord user;
+  user.id = rows.Text(i, "id");
+  user.email = rows.Text(i, "email");
+  user.password_hash = rows.Text(i, "password_hash");
+  user.name = rows.Text(i, "name");
+  user.role = rows.Text(i, "role");
+  user.is_active = rows.Int(i, "is_active") != 0;
+  user.token_version = rows.Int(i, "token_version");
+  user.failed_logins = rows.Int(i, "failed_logins");
+  user.locked_until = rows.Text(i, "locked_until");
+  user.last_login_at = rows.Text(i, "last_login_at");
+  user.created_at = rows.Text(i, "created_at");
+  user.updated_at = rows.Text(i, "updated_at");
+  return user;
+}
+
+ApiKeyRecord ReadApiKey(const Result& rows, std::size_t i) {
+  ApiKeyRecord key;
+  key.id = rows.Text(i, "id");
+  key.user_id = rows.Text(i, "user_id");
+  key.name = rows.Text(i, "name");
+  key.key_hash = rows.Text(i, "key_hash");
+  key.prefix = rows.Text(i, "prefix");
+  key.scopes = rows.Text(i, "scopes");
+  key.expires_at = rows.Text(i, "expires_at");
+  key.last_used_at = rows.Text(i, "last_used_at");
+  key.revoked_at = rows.Text(i, "revoked_at");
+  key.created_at = rows.Text(i, "created_at");
+  return key;
+}
+
+Unexpected EmailTaken() { return MakeError(ErrorCode::kConflict, "email is already registered", "email"); }
+
+// Cursors: base64url (no padding) of "created_at|id".
+constexpr char kBase64Url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+std::string EncodeCursor(std::string_view created_at, std::string_view id) {
+  std::string plain;
+  plain.reserve(created_at.size() + 1 + id.size());
+  plain.append(created_at).append("|").append(id);
+  std::string out;
+  std::uint32_t buffer = 0;
+  int bits = 0;
+  for (const unsigned char c : plain) {
+    buffer = (buffer << 8) | c;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out.push_back(kBase64Url[(buffer >> bits) & 0x3f]);
+    }
+  }
+  if (bits > 0) out.push_back(kBase64Url[(buffer << (6 - bits)) & 0x3f]);
+  return out;
+}
+
+struct Cursor {
+  std::string created_at;
+  std::string id;
+};
+
+Expected<Cursor> DecodeCursor(std::string_view cursor) {
+  auto invalid = [] { return MakeError(ErrorCode::kInvalidArgument, "invalid cursor", "cursor"); };
+  if (cursor.size() > 200) return invalid();
+  std::string plain;
+  std::uint32_t buffer = 0;
+  int bits = 0;
+  for (const char c : cursor) {
+    const char* found = std::char_traits<char>::find(kBase64Url, 64, c);
+    if (found == nullptr) return invalid();
+    buffer = (buffer << 6) | static_cast<std::uint32_t>(found - kBase64Url);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      plain.push_back(static_cast<char>((buffer >> bits) & 0xff));
+    }
+  }
+  const auto bar = plain.find('|');
+  if (bar == std::string::npos || bar == 0 || bar + 1 == plain.size()) return invalid();
+  Cursor decoded{plain.substr(0, bar), plain.substr(bar + 1)};
+  // The created_at part is bound as a timestamp: make sure it looks like one we wrote.
+  const auto& t = decoded.created_at;
+  if (t.size() != 24 || t[4] != '-' || t[10] != 'T' || t.back() != 'Z') return invalid();
+  return decoded;
+}
+
+std::int64_t PageLimit(const PageRequest& page) {
+  const std::size_t limit = page.limit == 0 ? 20 : std::min<std::size_t>(page.limit, 1000);
+  return static_cast<std::int64_t>(limit);
+}
+
+std::string EscapeLike(std::string_view text) {
+  std::string out;
+  out.reserve(text.size() + 2);
+  out.push_back('%');
+  for (const char c : text) {
+    if (c == '%' || c == '_' || c == '\\') out.push_back('\\');
+    out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+  }
+  out.push_back('%');
+  return out;
+}
+
+}  // namespace
+
+// --- users -----------------------------------------------------------------------------
+
+Task<Expected<void>> AccountsRepository::InsertUser(const UserRecord& user) {
+  Params params{user.id,   user.email, Nullable(user.password_hash), user.name, user.role,
+                std::int64_t{user.is_active ? 1 : 0}, user.created_at, user.updated_at};
+  auto inserted = co_await db_.Execute(kInsertUser, std::move(params));
+  if (!inserted) {
+    if (inserted.error().code == ErrorCode::kConflict) co_return EmailTaken();
+    co_return Unexpected{std::move(inserted).error()};
+  }
+  co_return Expected<void>{};
+}
+
+Task<Expected<std::optional<UserRecord>>> AccountsRepository::FindUserById(std::string_view user_id) {
+  Params params{std::string(user_id)};
+  static const std::string sql = "SELECT " + std::string(kUserColumns) + " FROM users WHERE id = $1";
+  auto rows = co_await db_.Execute(sql, std::move(params));
+  if (!rows) co_return Unexpected{std::move(rows).error()};
+  if (rows->empty()) co_return std::optional<UserRecord>();
+  co_return std::optional<UserRecord>(ReadUser(*rows, 0));
+}
+
+Task<Expected<std::optional<UserRecord>>> AccountsRepository::FindUserByEmail(std::string_view email) {
+  Params params{std::string(email)};
+  static const std::string sql = "SELECT " + std::string(kUserColumns) + " FROM users WHERE email = $1";
+  auto rows = co_await db_.Execute(sql, std::move(params));
+  if (!rows) co_return Unexpected{std::move(rows).error()};
+  if (rows->empty()) co_return std::optional<UserRecord>();
+  co_return std::optional<UserRecord>(ReadUser(*rows, 0));
+}
+
+Task<Expected<LoginFailure>> AccountsRepository::RecordFailedLogin(std::string_view user_id, std::int64_t threshold,
+                                                                   std::string_view lock_until) {
+  Params params{std::string(user_id), threshold, std::string(lock_until)};
+  auto rows = co_await db_.Execute(kRecordFailedLogin, std::move(params));
+  if (!rows) co_return Unexpected{std::move(rows).error()};
+  if (rows->empty()) co_return MakeError(ErrorCode::kNotFound, "user not found");
+  LoginFailure failure;
+  failure.failed_logins = rows->Int(0, "failed_logins");
+  failure.locked_until = rows->Text(0, "locked_until");
+  co_return failure;
+}
+
+Task<Expected<void>> AccountsRepository::RecordSuccessfulLogin(std::string_view user_id, std::string_view now) {
+  Params params{std::string(user_id), std::string(now)};
+  auto updated = co_await db_.Execute(kRecordSuccessfulLogin, std::move(params));
+  if (!updated) co_return Unexpected{std::move(updated).error()};
+  co_return Expected<void>{};
+}
+
+Task<Expected<std::optional<UserRecord>>> AccountsRepository::UpdateProfile(std::string_view user_id,
+                                                                            const std::optional<std::string>& name,
+                                                                            const std::optional<std::string>& email,
+                                                                            std::string_view now) {
+  Params params{std::string(user_id), std::string(now)};
+  std::string sql = "UPDATE users SET updated_at = $2";
+  if (name) {
+    params.emplace_back(*name);
+    sql += ", name = $" + std::to_string(params.size());
+  }
+  if (email) {
+    params.emplace_back(*email);
+    sql += ", email = $" + std::to_string(params.size());
+  }
+  sql += " WHERE id = $1 RETURNING ";
+  sql += kUserColumns;
+  auto rows = co_await db_.Execute(sql, std::move(params));
+  if (!rows) {
+    if (rows.error().code == ErrorCode::kConflict) co_return EmailTaken();
+    co_return Unexpected{std::move(rows).error()};
+  }
+  if (rows->empty()) co_return std::optional<UserRecord>();
+  co_return std::optional<UserRecord>(ReadUser(*rows, 0));
+}
+
+Task<Expected<bool>> AccountsRepository::ChangePassword(std::string_view user_id, std::string_view password_hash,
+                                                        std::string_view now) {
+  auto tx = co_await db_.Begin();
+  if (!tx) co_return Unexpected{std::move(tx).error()};
+  Params user_params{std::string(user_id), std::string(password_hash), std::string(now)};
+  auto updated = co_await (*tx)->Execute(kChangePassword, std::move(user_params));
+  if (!updated) co_return Unexpected{std::move(updated).error()};
+  if (updated->affected_rows == 0) co_return false;
+  Params token_params{std::string(user_id), std::string(now)};
+  auto revoked = co_await (*tx)->Execute(kRevokeUserRefreshTokens, std::move(token_params));
+  if (!revoked) co_return Unexpected{std::move(revoked).error()};
+  auto committed = co_await (*tx)->Commit();
+  if (!committed) co_return Unexpected{std::move(committed).error()};
+  co_return true;
+}
+
+Task<Expected<bool>> AccountsRepository::DeleteUser(std::string_view user_id) {
+  Params params{std::string(user_id)};
+  auto deleted = co_await db_.Execute(kDeleteUser, std::move(params));
+  if (!deleted) co_return Unexpected{std::move(deleted).error()};
+  co_return deleted->affected_rows > 0;
+}
+
+Task<Expected<std::optional<UserRecord>>> AccountsRepository::AdminUpdateUser(std::string_view user_id,
+                                                                              const UserAdminUpdate& update,
+                                                                              std::string_view now) {
+  static const std::string select_sql = "SELECT token_version FROM users WHERE id = $1";
+  static const std::string update_sql = std::string(kAdminUpdateUser) + " RETURNING " + std::string(kUserColumns);
+  auto tx = co_await db_.Begin();
+  if (!tx) co_return Unexpected{std::move(tx).error()};
+  Transaction& t = **tx;
+  Params select_params{std::string(user_id)};
+  auto before = co_await t.Execute(select_sql, std::move(select_params));
+  if (!before) co_return Unexpected{std::move(before).error()};
+  if (before->empty()) co_return std::optional<UserRecord>();
+
+  Params update_params{std::string(user_id),
+                       update.is_active ? Param(std::int64_t{*update.is_active ? 1 : 0}) : Param(nullptr),
+                       update.role ? Param(*update.role) : Param(nullptr), std::string(now)};
+  auto rows = co_await t.Execute(update_sql, std::move(update_params));
+  if (!rows) co_return Unexpected{std::move(rows).error()};
+  if (rows->empty()) co_return std::optional<UserRecord>();
+  UserRecord user = ReadUser(*rows, 0);
+  if (user.token_version != before->Int(0, "token_version")) {
+    Params token_params{std::string(user_id), std::string(now)};
+    auto revoked = co_await t.Execute(kRevokeUserRefreshTokens, std::move(token_params));
+    if (!revoked) co_return Unexpected{std::move(revoked).error()};
+  }
+  auto committed = co_await t.Commit();
+  if (!committed) co_return Unexpected{std::move(committed).error()};
+  co_return std::optional<UserRecord>(std::move(user));
+}
+
+Task<Expected<Page<UserRecord>>> AccountsRepository::ListUsers(std::string_view query, const PageRequest& page) {
+  Params params;
+  std::string sql = "SELECT " + std::string(kUserColumns) + " FROM users WHERE 1 = 1";
+  if (!query.empty()) {
+    params.emplace_back(EscapeLike(query));
+    const std::string n = std::to_string(params.size());
+    sql += " AND (LOWER(email) LIKE $" + n + " ESCAPE '\\' OR LOWER(name) LIKE $" + n + " ESCAPE '\\')";
+  }
+  if (!page.cursor.empty()) {
+    auto cursor = DecodeCursor(page.cursor);
+    if (!cursor) co_return Unexpected{std::move(cursor).error()};
+    params.emplace_back(cursor->created_at);
+    const std::string t = std::to_string(params.size());
+    params.emplace_back(cursor->id);
+    const std::string i = std::to_string(params.size());
+    sql += " AND (created_at > $" + t + " OR (created_at = $" + t + " AND id > $" + i + "))";
+  }
+  const std::int64_t limit = PageLimit(page);
+  params.emplace_back(limit + 1);
+  sql += " ORDER BY created_at, id LIMIT $" + std::to_string(params.size());
+  auto rows = co_await db_.Execute(sql, std::move(params));
+  if (!rows) co_return Unexpected{std::move(rows).error()};
+  Page<UserRecord> out;
+  for (std::size_t i = 0; i < rows->size() && static_cast<std::int64_t>(i) < limit; ++i) {
+    out.items.push_back(ReadUser(*rows, i));
+  }
+  if (static_cast<std::int64_t>(rows->size()) > limit) {
+    out.next_cursor = EncodeCursor(out.items.back().created_at, out.items.back().id);
+  }
+  co_return out;
+}
+
+// --- refresh tokens ------------------------------------------------------------------
+
+Task<Expected<void>> AccountsRepository::InsertRefreshToken(const RefreshTokenRecord& token) {
+  Params params{token.id, token.user_id, token.family_id, token.token_hash, token.expires_at, token.created_at};
+  auto inserted = co_await db_.Execute(kInsertRefreshToken, std::move(params));
+  if (!inserted) co_return Unexpected{std::move(inserted).error()};
+  co_return Expected<void>{};
+}
+
+Task<Expected<RotateResult>> AccountsRepository::RotateRefreshToken(std::string_view old_hash,
+                                                                    RefreshTokenRecord next,
+                                                                    std::string_view now) {
+  auto tx = co_await db_.Begin();
+  if (!tx) co_return Unexpected{std::move(tx).error()};
+  Transaction& t = **tx;
+
+  Params select_params{std::string(old_hash)};
+  auto rows = co_await t.Execute(kSelectRefreshToken, std::move(select_params));
+  if (!rows) co_return Unexpected{std::move(rows).error()};
+  if (rows->empty()) co_return RotateResult{RotateOutcome::kNotFound, {}};
+
+  const std::string old_id = rows->Text(0, "id");
+  RotateResult result{RotateOutcome::kRotated, rows->Text(0, "user_id")};
+  const std::string family_id = rows->Text(0, "family_id");
+  bool spent = !rows->IsNull(0, "revoked_at") || !rows->IsNull(0, "replaced_by");
+
+  if (!spent) {
+    // Same format on both sides (RFC 3339, milliseconds, Z), so text order is time order.
+    if (rows->Text(0, "expires_at") <= now) co_return RotateResult{RotateOutcome::kExpired, result.user_id};
+    next.user_id = result.user_id;
+    next.family_id = family_id;
+    Params spend_params{old_id, next.id, result.user_id};
+    auto spend = co_await t.Execute(kSpendRefreshToken, std::move(spend_params));
+    if (!spend) co_return Unexpected{std::move(spend).error()};
+    spent = spend->affected_rows == 0;  // a concurrent rotation got there first
+  }
+
+  if (spent) {
+    Params revoke_params{family_id, std::string(now), result.user_id};
+    auto revoked = co_await t.Execute(kRevokeFamily, std::move(revoke_params));
+    if (!revoked) co_return Unexpected{std::move(revoked).error()};
+    result.outcome = RotateOutcome::kReused;
+  } else {
+    Params insert_params{next.id, next.user_id, next.family_id, next.token_hash, next.expires_at, next.created_at};
+    auto inserted = co_await t.Execute(kInsertRefreshToken, std::move(insert_params));
+    if (!inserted) co_return Unexpected{std::move(inserted).error()};
+  }
+  auto committed = co_await t.Commit();
+  if (!committed) co_return Unexpected{std::move(committed).error()};
+  co_return result;
+}
+
+Task<Expected<void>> AccountsRepository::RevokeRefreshFamily(std::string_view token_hash, std::string_view now) {
+  Params params{std::string(token_hash), std::string(now)};
+  auto revoked = co_await db_.Execute(kRevokeFamilyByHash, std::move(params));
+  if (!revoked) co_return Unexpected{std::move(revoked).error()};
+  co_return Expected<void>{};
+}
+
+// --- API keys --------------------------------------------------------------------------
+
+Task<Expected<void>> AccountsRepository::InsertApiKey(const ApiKeyRecord& key) {
+  Params params{key.id, key.user_id, key.name, key.key_hash, key.prefix, key.scopes, Nullable(key.expires_at),
+                key.created_at};
+  auto inserted = co_await db_.Execute(kInsertApiKey, std::move(params));
+  if (!inserted) co_return Unexpected{std::move(inserted).error()};
+  co_return Expected<void>{};
+}
+
+Task<Expected<Page<ApiKeyRecord>>> AccountsRepository::ListApiKeys(std::string_view user_id,
+                                                                  const PageRequest& page) {
+  Params params{std::string(user_id)};
+  std::string sql = "SELECT " + std::string(kApiKeyColumns) + " FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL";
+  if (!page.cursor.empty()) {
+    auto cursor = DecodeCursor(page.cursor);
+    if (!cursor) co_return Unexpected{std::move(cursor).error()};
+    params.emplace_back(cursor->created_at);
+    params.emplace_back(cursor->id);
+    sql += " AND (created_at < $2 OR (created_at = $2 AND id < $3))";
+  }
+  const std::int64_t limit = PageLimit(page);
+  params.emplace_back(limit + 1);
+  sql += " ORDER BY created_at DESC, id DESC LIMIT $" + std::to_string(params.size());
+  auto rows = co_await db_.Execute(sql, std::move(params));
+  if (!rows) co_return Unexpected{std::move(rows).error()};
+  Page<ApiKeyRecord> out;
+  for (std::size_t i = 0; i < rows->size() && static_cast<std::int64_t>(i) < limit; ++i) {
+    out.items.push_back(ReadApiKey(*rows, i));
+  }
+  if (static_cast<std::int64_t>(rows->size()) > limit) {
+    out.next_cursor = EncodeCursor(out.items.back().created_at, out.items.back().id);
+  }
+  co_return out;
+}
+
+Task<Expected<bool>> AccountsRepository::RevokeApiKey(std::string_view user_id, std::string_view key_id,
+                                                      std::string_view now) {
+  Params params{std::string(key_id), std::string(user_id), std::string(now)};
+  auto revoked = co_await db_.Execute(kRevokeApiKey, std::move(params));
+  if (!revoked) co_return Unexpected{std::move(revoked).error()};
+  co_return revoked->affected_rows > 0;
+}
+
+Task<Expected<std::optional<ApiKeyOwner>>> AccountsRepository::FindApiKeyByHash(std::string_view key_hash) {
+  Params params{std::string(key_hash)};
+  auto rows = co_await db_.Execute(kFindApiKeyByHash, std::move(params));
+  if (!rows) co_return Unexpected{std::move(rows).error()};
+  if (rows->empty()) co_return std::optional<ApiKeyOwner>();
+  ApiKeyOwner owner;
+  owner.key = ReadApiKey(*rows, 0);
+  owner.email = rows->Text(0, "email");
+  owner.role = rows->Text(0, "role");
+  owner.is_active = rows->Int(0, "is_active") != 0;
+  co_return std::optional<ApiKeyOwner>(std::move(owner));
+}
+
+Task<Expected<void>> AccountsRepository::TouchApiKey(std::string_view user_id, std::string_view key_id,
+                                                     std::string_view now) {
+  Params params{std::string(key_id), std::string(user_id), std::string(now)};
+  auto touched = co_await db_.Execute(kTouchApiKey, std::move(params));
+  if (!touched) co_return Unexpected{std::move(touched).error()};
+  co_return Expected<void>{};
+}
+
+}  // namespace chatd::store
