@@ -70,7 +70,8 @@ struct Fixture {
   template <typename T>
   T Run(Task<Expected<T>> task) {
     std::optional<Expected<T>> result;
-    asio::co_spawn(io, [&]() -> Task<void> { result.emplace(co_await std::move(task)); }, asio::detached);
+    asio::co_spawn(
+        io, [&]() -> Task<void> { result.emplace(co_await std::move(task)); }, asio::detached);
     io.restart();
     io.run();
     if (!result || !*result) throw std::runtime_error(result ? (*result).error().message : "did not finish");

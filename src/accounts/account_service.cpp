@@ -170,16 +170,15 @@ struct AccountService::Impl {
 
   Task<Expected<std::string>> Hash(std::string_view password) {
     const PasswordHashParams params = config.password_hash;
-    co_return co_await Offload(hashing_pool,
-                               [&]() -> Expected<std::string> { return HashPassword(password, params); });
+    co_return co_await Offload(hashing_pool, [&]() -> Expected<std::string> { return HashPassword(password, params); });
   }
 
   // Waits before answering the n-th consecutive failure (n >= 3), on the caller's executor.
   Task<void> SlowDown(std::int64_t failures) {
     if (failures < 3 || config.failed_login_delay <= std::chrono::milliseconds::zero()) co_return;
     const std::int64_t doublings = std::min<std::int64_t>(failures - 3, 20);
-    const auto delay = std::min(config.failed_login_delay * (std::int64_t{1} << doublings),
-                                config.max_failed_login_delay);
+    const auto delay =
+        std::min(config.failed_login_delay * (std::int64_t{1} << doublings), config.max_failed_login_delay);
     asio::steady_timer timer(co_await asio::this_coro::executor);
     timer.expires_after(delay);
     co_await timer.async_wait(kUseAwaitable);
@@ -212,8 +211,7 @@ struct AccountService::Impl {
     return jwt.Sign(claims);
   }
 
-  Task<Expected<User>> CreateUser(std::string_view email, std::string_view password, std::string_view name,
-                                  Role role) {
+  Task<Expected<User>> CreateUser(std::string_view email, std::string_view password, std::string_view name, Role role) {
     auto normalized = NormalizeEmail(email);
     if (!normalized) co_return Unexpected{std::move(normalized).error()};
     if (auto valid = CheckName(name, "name"); !valid) co_return Unexpected{std::move(valid).error()};
@@ -275,7 +273,8 @@ struct AccountService::Impl {
     principal.api_key_id = owner.key.id;
     principal.scopes = ParseScopesJson(owner.key.scopes);
     // The admin scope means nothing on a key whose owner is no longer an admin.
-    if (principal.role != Role::kAdmin) principal.scopes &= static_cast<std::uint8_t>(~static_cast<std::uint8_t>(Scope::kAdmin));
+    if (principal.role != Role::kAdmin)
+      principal.scopes &= static_cast<std::uint8_t>(~static_cast<std::uint8_t>(Scope::kAdmin));
     keys.Put(hash, entry);
     if (invalidations.load() != epoch) keys.Erase(hash);  // see Invalidated()
     co_await MaybeTouch(principal.user_id, principal.api_key_id, owner.key.last_used_at, now);
@@ -355,9 +354,9 @@ struct AccountService::Impl {
   BlockingPool& hashing_pool;
   const Clock& clock;
   JwtCodec jwt;
-  cache::TtlCache<CachedKey> keys;     // SHA-256 of an API key -> its principal
-  cache::TtlCache<UserStatus> users;   // user id -> status, for access tokens
-  cache::TtlCache<bool> touched;       // API key ids whose last_used_at is fresh
+  cache::TtlCache<CachedKey> keys;    // SHA-256 of an API key -> its principal
+  cache::TtlCache<UserStatus> users;  // user id -> status, for access tokens
+  cache::TtlCache<bool> touched;      // API key ids whose last_used_at is fresh
   std::string dummy_hash;
   std::atomic<std::uint64_t> invalidations{0};
 };
@@ -411,8 +410,8 @@ Task<Expected<TokenPair>> AccountService::Login(std::string_view email, std::str
     now = impl.clock.Now();
     const std::string lock_until = FormatRfc3339(now + impl.config.lockout_duration);
     // lockout_threshold <= 0 turns the lockout off.
-    const std::int64_t threshold = impl.config.lockout_threshold > 0 ? impl.config.lockout_threshold
-                                                                     : std::numeric_limits<std::int32_t>::max();
+    const std::int64_t threshold =
+        impl.config.lockout_threshold > 0 ? impl.config.lockout_threshold : std::numeric_limits<std::int32_t>::max();
     auto failure = co_await impl.repo.RecordFailedLogin(user.id, threshold, lock_until);
     if (!failure) co_return Unexpected{std::move(failure).error()};
     if (IsAfter(failure->locked_until, now)) {
@@ -460,7 +459,8 @@ Task<Expected<TokenPair>> AccountService::Refresh(std::string_view refresh_token
   }
   auto user = co_await impl.repo.FindUserById(rotated->user_id);
   if (!user) co_return Unexpected{std::move(user).error()};
-  if (!user->has_value() || !(*user)->is_active) co_return MakeError(ErrorCode::kUnauthenticated, "invalid refresh token");
+  if (!user->has_value() || !(*user)->is_active)
+    co_return MakeError(ErrorCode::kUnauthenticated, "invalid refresh token");
   co_return TokenPair{impl.AccessToken(**user, now), next_token, impl.config.access_token_ttl.count()};
 }
 
@@ -559,8 +559,7 @@ Task<Expected<CreatedApiKey>> AccountService::CreateApiKey(const Principal& call
                             "scopes");
       }
       if (*scope == Scope::kAdmin && !caller.IsAdmin()) {
-        co_return MakeError(ErrorCode::kPermissionDenied, "only admins can create keys with the admin scope",
-                            "scopes");
+        co_return MakeError(ErrorCode::kPermissionDenied, "only admins can create keys with the admin scope", "scopes");
       }
       scopes |= static_cast<std::uint8_t>(*scope);
     }
@@ -573,7 +572,8 @@ Task<Expected<CreatedApiKey>> AccountService::CreateApiKey(const Principal& call
     if (!parsed) {
       co_return MakeError(ErrorCode::kInvalidArgument, "expires_at must be an RFC 3339 time", "expires_at");
     }
-    if (*parsed <= now) co_return MakeError(ErrorCode::kInvalidArgument, "expires_at must be in the future", "expires_at");
+    if (*parsed <= now)
+      co_return MakeError(ErrorCode::kInvalidArgument, "expires_at must be in the future", "expires_at");
     expires_at = FormatRfc3339(*parsed);
   }
 

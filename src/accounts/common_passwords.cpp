@@ -14,6 +14,7 @@ namespace chatd::accounts {
 namespace {
 
 // Sorted, for a binary search.
+// clang-format off
 constexpr std::array<std::string_view, 480> kCommonPasswords = {
   "!qaz1qaz", "!qaz2wsx", "000000", "00000000", "0000000000", "0987654321", "10203040", "111111",
   "11111111", "1111111111", "11112222", "1111aaaa", "11223344", "112233445566", "121212",
@@ -82,6 +83,7 @@ constexpr std::array<std::string_view, 480> kCommonPasswords = {
   "yankees1", "yellow12", "zaq12wsx", "zaq1zaq1", "zxcvbnm1", "zxcvbnm12", "zxcvbnm123", "zxcvbnma",
   "zxczxczxc",
 };
+// clang-format on
 static_assert(std::is_sorted(kCommonPasswords.begin(), kCommonPasswords.end()));
 
 }  // namespace

@@ -24,7 +24,7 @@ struct AccessClaims {
   std::string sub;   // user id
   std::string role;  // "user" | "admin"
   std::string typ = "access";
-  std::string jti;   // a UUIDv7, unique per token
+  std::string jti;       // a UUIDv7, unique per token
   std::int64_t ver = 0;  // token_version when issued
   std::int64_t iat = 0;  // seconds since the epoch
   std::int64_t nbf = 0;

@@ -34,8 +34,7 @@ Expected<void> CheckPasswordPolicy(std::string_view password, std::string_view p
     return MakeError(ErrorCode::kInvalidArgument, "password must be at most 128 characters", std::string(param));
   }
   if (IsCommonPassword(password)) {
-    return MakeError(ErrorCode::kInvalidArgument, "this password is too common; choose another",
-                     std::string(param));
+    return MakeError(ErrorCode::kInvalidArgument, "this password is too common; choose another", std::string(param));
   }
   return {};
 }

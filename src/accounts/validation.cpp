@@ -86,8 +86,8 @@ Expected<void> CheckName(std::string_view name, std::string_view param, std::siz
 
 std::optional<SystemTime> ParseRfc3339(std::string_view text) {
   // YYYY-MM-DDTHH:MM:SS
-  if (text.size() < 20 || text[4] != '-' || text[7] != '-' || (text[10] != 'T' && text[10] != 't') ||
-      text[13] != ':' || text[16] != ':') {
+  if (text.size() < 20 || text[4] != '-' || text[7] != '-' || (text[10] != 'T' && text[10] != 't') || text[13] != ':' ||
+      text[16] != ':') {
     return std::nullopt;
   }
   const int year = Digits(text, 0, 4);

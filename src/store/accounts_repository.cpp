@@ -199,8 +199,9 @@ std::string EscapeLike(std::string_view text) {
 // --- users -----------------------------------------------------------------------------
 
 Task<Expected<void>> AccountsRepository::InsertUser(const UserRecord& user) {
-  Params params{user.id,   user.email, Nullable(user.password_hash), user.name, user.role,
-                std::int64_t{user.is_active ? 1 : 0}, user.created_at, user.updated_at};
+  Params params{user.id,         user.email,     Nullable(user.password_hash),
+                user.name,       user.role,      std::int64_t{user.is_active ? 1 : 0},
+                user.created_at, user.updated_at};
   auto inserted = co_await db_.Execute(kInsertUser, std::move(params));
   if (!inserted) {
     if (inserted.error().code == ErrorCode::kConflict) co_return EmailTaken();
@@ -365,8 +366,7 @@ Task<Expected<void>> AccountsRepository::InsertRefreshToken(const RefreshTokenRe
   co_return Expected<void>{};
 }
 
-Task<Expected<RotateResult>> AccountsRepository::RotateRefreshToken(std::string_view old_hash,
-                                                                    RefreshTokenRecord next,
+Task<Expected<RotateResult>> AccountsRepository::RotateRefreshToken(std::string_view old_hash, RefreshTokenRecord next,
                                                                     std::string_view now) {
   auto tx = co_await db_.Begin();
   if (!tx) co_return Unexpected{std::move(tx).error()};
@@ -418,17 +418,17 @@ Task<Expected<void>> AccountsRepository::RevokeRefreshFamily(std::string_view to
 // --- API keys --------------------------------------------------------------------------
 
 Task<Expected<void>> AccountsRepository::InsertApiKey(const ApiKeyRecord& key) {
-  Params params{key.id, key.user_id, key.name, key.key_hash, key.prefix, key.scopes, Nullable(key.expires_at),
+  Params params{key.id,        key.user_id, key.name, key.key_hash, key.prefix, key.scopes, Nullable(key.expires_at),
                 key.created_at};
   auto inserted = co_await db_.Execute(kInsertApiKey, std::move(params));
   if (!inserted) co_return Unexpected{std::move(inserted).error()};
   co_return Expected<void>{};
 }
 
-Task<Expected<Page<ApiKeyRecord>>> AccountsRepository::ListApiKeys(std::string_view user_id,
-                                                                  const PageRequest& page) {
+Task<Expected<Page<ApiKeyRecord>>> AccountsRepository::ListApiKeys(std::string_view user_id, const PageRequest& page) {
   Params params{std::string(user_id)};
-  std::string sql = "SELECT " + std::string(kApiKeyColumns) + " FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL";
+  std::string sql =
+      "SELECT " + std::string(kApiKeyColumns) + " FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL";
   if (!page.cursor.empty()) {
     auto cursor = DecodeCursor(page.cursor);
     if (!cursor) co_return Unexpected{std::move(cursor).error()};

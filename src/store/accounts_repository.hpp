@@ -44,7 +44,7 @@ struct UserRecord {
 struct RefreshTokenRecord {
   std::string id;
   std::string user_id;
-  std::string family_id;  // every token descended from one login shares it
+  std::string family_id;   // every token descended from one login shares it
   std::string token_hash;  // SHA-256 hex of the token; the token itself is never stored
   std::string expires_at;
   std::string revoked_at;   // empty: not revoked
@@ -120,8 +120,7 @@ class AccountsRepository {
                                                           std::string_view now);
   /// In one transaction: sets the hash, bumps token_version, clears any lock and revokes
   /// every refresh token of the user. False when the user does not exist.
-  Task<Expected<bool>> ChangePassword(std::string_view user_id, std::string_view password_hash,
-                                      std::string_view now);
+  Task<Expected<bool>> ChangePassword(std::string_view user_id, std::string_view password_hash, std::string_view now);
   /// Deletes the user; their tokens, keys, conversations... go with it (ON DELETE CASCADE).
   /// False when there was no such user.
   Task<Expected<bool>> DeleteUser(std::string_view user_id);

@@ -144,21 +144,20 @@ TEST(JwtTest, RejectsRefreshTyp) {
 TEST(JwtTest, RejectsMissingClaims) {
   const JwtCodec codec{std::string(kKey)};
   EXPECT_FALSE(codec.Verify(
-      Forge(R"({"alg":"HS256","typ":"JWT"})", R"({"sub":"u1","role":"user","typ":"access","exp":1800001800})"),
-      kNow));
+      Forge(R"({"alg":"HS256","typ":"JWT"})", R"({"sub":"u1","role":"user","typ":"access","exp":1800001800})"), kNow));
   EXPECT_FALSE(codec.Verify(Forge(R"({"alg":"HS256","typ":"JWT"})", "not json"), kNow));
-  EXPECT_FALSE(codec.Verify(Forge(R"({"alg":"HS256","typ":"JWT"})",
-                                  R"({"sub":"u1","role":"user","typ":"access","ver":"0","jti":"j",)"
-                                  R"("iat":1800000000,"nbf":1800000000,"exp":1800001800})"),
-                            kNow));
+  EXPECT_FALSE(codec.Verify(
+      Forge(R"({"alg":"HS256","typ":"JWT"})", R"({"sub":"u1","role":"user","typ":"access","ver":"0","jti":"j",)"
+                                              R"("iat":1800000000,"nbf":1800000000,"exp":1800001800})"),
+      kNow));
 }
 
 TEST(JwtTest, RejectsMalformed) {
   const JwtCodec codec{std::string(kKey)};
   const std::string token = codec.Sign(Claims());
-  for (const std::string& bad : {std::string(), std::string("abc"), std::string("a.b"), std::string("..."),
-                                 token + ".", token.substr(0, token.rfind('.')), token + "x", "Bearer " + token,
-                                 std::string(5000, 'a')}) {
+  for (const std::string& bad :
+       {std::string(), std::string("abc"), std::string("a.b"), std::string("..."), token + ".",
+        token.substr(0, token.rfind('.')), token + "x", "Bearer " + token, std::string(5000, 'a')}) {
     auto result = codec.Verify(bad, kNow);
     EXPECT_FALSE(result) << bad;
     if (!result) {

@@ -56,8 +56,8 @@ TEST(PasswordsTest, PolicyLength) {
 }
 
 TEST(PasswordsTest, CommonPasswordsAreRefusedCaseInsensitively) {
-  for (const char* common : {"password", "12345678", "qwerty123", "iloveyou", "password1", "PASSWORD",
-                             "Password123", "Qwertyuiop", "letmein123", "football", "sunshine"}) {
+  for (const char* common : {"password", "12345678", "qwerty123", "iloveyou", "password1", "PASSWORD", "Password123",
+                             "Qwertyuiop", "letmein123", "football", "sunshine"}) {
     EXPECT_TRUE(IsCommonPassword(common)) << common;
     auto result = CheckPasswordPolicy(common);
     EXPECT_FALSE(result) << common;
@@ -80,10 +80,10 @@ TEST(TokensTest, Base64UrlRoundTrip) {
     EXPECT_EQ(*decoded, bytes);
   }
   EXPECT_EQ(Base64UrlEncode("\xfb\xff"), "-_8");
-  EXPECT_FALSE(Base64UrlDecode("a"));      // impossible length
-  EXPECT_FALSE(Base64UrlDecode("ab=="));   // padding is not base64url-without-padding
-  EXPECT_FALSE(Base64UrlDecode("ab+/"));   // standard alphabet
-  EXPECT_FALSE(Base64UrlDecode("ab"));     // non-zero leftover bits
+  EXPECT_FALSE(Base64UrlDecode("a"));     // impossible length
+  EXPECT_FALSE(Base64UrlDecode("ab=="));  // padding is not base64url-without-padding
+  EXPECT_FALSE(Base64UrlDecode("ab+/"));  // standard alphabet
+  EXPECT_FALSE(Base64UrlDecode("ab"));    // non-zero leftover bits
 }
 
 TEST(TokensTest, RandomTokensAndApiKeys) {
@@ -106,9 +106,9 @@ TEST(ValidationTest, NormalizesEmails) {
   EXPECT_EQ(*email, "alice.smith@example.com");
   EXPECT_TRUE(NormalizeEmail("a@b.co"));
   EXPECT_TRUE(NormalizeEmail("x+tag@sub.example.org"));
-  for (const std::string bad : {"", "   ", "alice", "@example.com", "alice@", "alice@example", "a@@b.com",
-                                "a@b@c.com", "al ice@example.com", "alice@.com", "alice@example.",
-                                "alice@exa..mple.com", "al\x01ice@example.com"}) {
+  for (const std::string bad :
+       {"", "   ", "alice", "@example.com", "alice@", "alice@example", "a@@b.com", "a@b@c.com", "al ice@example.com",
+        "alice@.com", "alice@example.", "alice@exa..mple.com", "al\x01ice@example.com"}) {
     auto result = NormalizeEmail(bad);
     EXPECT_FALSE(result) << bad;
     if (!result) {
@@ -136,9 +136,9 @@ TEST(ValidationTest, ParsesRfc3339) {
   EXPECT_EQ(FormatRfc3339(*ParseRfc3339("2026-01-02T03:04:05.678Z")), "2026-01-02T03:04:05.678Z");
   EXPECT_EQ(FormatRfc3339(*ParseRfc3339("2026-01-02T05:04:05.5+02:00")), "2026-01-02T03:04:05.500Z");
   EXPECT_EQ(FormatRfc3339(*ParseRfc3339("2026-01-01t23:04:05-04:00")), "2026-01-02T03:04:05.000Z");
-  for (const char* bad : {"", "2026-01-02", "2026-01-02 03:04:05Z", "2026-13-02T03:04:05Z", "2026-02-30T03:04:05Z",
-                          "2026-01-02T03:04:05", "2026-01-02T03:04:05+0200", "2026-01-02T03:04:05.Z",
-                          "2026-01-02T03:04:05Zjunk", "tomorrow"}) {
+  for (const char* bad :
+       {"", "2026-01-02", "2026-01-02 03:04:05Z", "2026-13-02T03:04:05Z", "2026-02-30T03:04:05Z", "2026-01-02T03:04:05",
+        "2026-01-02T03:04:05+0200", "2026-01-02T03:04:05.Z", "2026-01-02T03:04:05Zjunk", "tomorrow"}) {
     EXPECT_FALSE(ParseRfc3339(bad)) << bad;
   }
 }

@@ -1,5 +1,7 @@
 // store::AccountsRepository on every backend (see accounts_test_database.hpp).
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -148,6 +150,25 @@ TEST_P(AccountsRepositoryTest, RotationSpendsOnceAndReuseRevokesTheFamily) {
   auto unknown = Await(repo_->RotateRefreshToken("nope", Token(user, "h5", "x"), kNow));
   ASSERT_TRUE(unknown);
   EXPECT_EQ(unknown->outcome, RotateOutcome::kNotFound);
+}
+
+TEST_P(AccountsRepositoryTest, ConcurrentRotationsOfOneTokenHaveOneWinner) {
+  const UserRecord user = AddUser("cy@example.com");
+  ASSERT_TRUE(Await(repo_->InsertRefreshToken(Token(user, "shared", "family"))));
+  std::vector<RotateOutcome> outcomes;
+  const auto rotate = [&](std::string next_hash) -> Task<void> {
+    auto result = co_await repo_->RotateRefreshToken("shared", Token(user, next_hash, "x"), kNow);
+    EXPECT_TRUE(result) << result.error().message;
+    if (result) outcomes.push_back(result->outcome);
+  };
+  asio::co_spawn(database_.io(), rotate("n1"), asio::detached);
+  asio::co_spawn(database_.io(), rotate("n2"), asio::detached);
+  database_.Drain();
+  ASSERT_EQ(outcomes.size(), 2u);
+  std::sort(outcomes.begin(), outcomes.end());
+  EXPECT_EQ(outcomes, (std::vector<RotateOutcome>{RotateOutcome::kRotated, RotateOutcome::kReused}));
+  // The loser's reuse ended the family, the winner's new token included.
+  EXPECT_EQ(Count("SELECT COUNT(*) AS n FROM refresh_tokens WHERE revoked_at IS NULL"), 0);
 }
 
 TEST_P(AccountsRepositoryTest, ExpiredRefreshTokensDoNotRotate) {
