@@ -415,8 +415,9 @@ Task<Expected<TokenPair>> AccountService::Login(std::string_view email, std::str
     auto failure = co_await impl.repo.RecordFailedLogin(user.id, threshold, lock_until);
     if (!failure) co_return Unexpected{std::move(failure).error()};
     if (IsAfter(failure->locked_until, now)) {
+      // This attempt is answered like any wrong password; the lock greets the next ones.
       log::Warn("account locked after failed logins", {{"user_id", user.id}});
-      co_return Locked(SecondsUntil(now, *ParseRfc3339(failure->locked_until)));
+      co_return BadCredentials();
     }
     co_await impl.SlowDown(failure->failed_logins);
     co_return BadCredentials();
