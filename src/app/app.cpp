@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "accounts/account_service.hpp"
+#include "accounts/secret_store.hpp"
 #include "api/accounts_api.hpp"
 #include "api/guard.hpp"
 #include "api/operations.hpp"
@@ -74,6 +75,10 @@ int Serve(const AppConfig& loaded) {
   if (!PrepareDataDir(config)) return 1;
   if (auto key = ResolveSecretKey(config); !key) {
     log::Error("cannot set up SECRET_KEY", {{"error", key.error().message}});
+    return 1;
+  }
+  if (auto key = ResolveEncryptionKey(config); !key) {
+    log::Error("cannot set up ENCRYPTION_KEY", {{"error", key.error().message}});
     return 1;
   }
   auto trusted_proxies = http::CidrSet::Parse(config.trusted_proxies);
@@ -233,6 +238,54 @@ int CreateUser(const AppConfig& loaded, const NewUserRequest& request) {
       asio::detached);
   context.run();
   hashing_pool.Stop();
+  database->Close();
+  return exit_code;
+}
+
+int RotateSecrets(const AppConfig& loaded) {
+  AppConfig config = loaded;
+  if (config.encryption_key.empty()) {
+    // Development: the generated key, if there is one.
+    if (auto key = ResolveEncryptionKey(config); !key) {
+      log::Error("cannot set up ENCRYPTION_KEY", {{"error", key.error().message}});
+      return 1;
+    }
+  }
+  auto box = accounts::SecretBox::FromBase64(config.encryption_key, config.encryption_key_previous);
+  if (!box) {
+    log::Error("invalid encryption keys", {{"error", box.error().message}});
+    return 2;
+  }
+  auto opened = OpenStore(config);
+  if (!opened) return 1;
+  std::unique_ptr<store::Database> database = std::move(*opened);
+  SystemClock clock;
+  accounts::SecretStore secrets(*database, *box, clock);
+
+  asio::io_context context(1);
+  int exit_code = 1;
+  asio::co_spawn(
+      context,
+      [&]() -> Task<void> {
+        auto migrated = co_await database->Migrate();
+        if (!migrated) {
+          log::Error("migrations failed", {{"error", migrated.error().message}});
+          co_return;
+        }
+        auto report = co_await secrets.Rotate();
+        if (!report) {
+          log::Error("rotation stopped", {{"error", report.error().message}});
+          co_return;
+        }
+        log::Info("secrets rotated", {{"key_id", box->current_key_id()},
+                                      {"rotated", report->rotated},
+                                      {"unchanged", report->unchanged}});
+        std::printf("re-encrypted %d secret(s) under key %s; %d already were\n", report->rotated,
+                    box->current_key_id().c_str(), report->unchanged);
+        exit_code = 0;
+      },
+      asio::detached);
+  context.run();
   database->Close();
   return exit_code;
 }

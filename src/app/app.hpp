@@ -22,4 +22,8 @@ struct NewUserRequest {
 /// 2 for an invalid email or password, 1 otherwise (e.g. the email is taken).
 int CreateUser(const AppConfig& config, const NewUserRequest& request);
 
+/// `chatd secrets rotate`: re-encrypts every stored secret under ENCRYPTION_KEY (reading
+/// old ones with ENCRYPTION_KEY_PREVIOUS) and prints how many changed.
+int RotateSecrets(const AppConfig& config);
+
 }  // namespace chatd::app

@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "accounts/secret_box.hpp"
 #include "accounts/secret_key.hpp"
 #include "cache/rate_limiter.hpp"
 #include "core/log.hpp"
@@ -69,6 +70,8 @@ Expected<AppConfig> LoadConfig(const EnvSource& env) {
   config.trusted_proxies = read.List("TRUSTED_PROXIES");
   config.admin_email = read.String("ADMIN_EMAIL", "");
   config.admin_password = read.String("ADMIN_PASSWORD", "");
+  config.encryption_key = read.String("ENCRYPTION_KEY", "");
+  config.encryption_key_previous = read.List("ENCRYPTION_KEY_PREVIOUS");
 
   auto& accounts = config.accounts;
   accounts.secret_key = read.String("SECRET_KEY", "");
@@ -135,6 +138,15 @@ Expected<AppConfig> LoadConfig(const EnvSource& env) {
                        "32 bytes (e.g. openssl rand -base64 48)");
     }
   }
+  if (config.environment == "production" && config.encryption_key.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "ENCRYPTION_KEY is not set; production needs 32 random bytes, base64 (chatd secrets new-key)");
+  }
+  if (!config.encryption_key.empty()) {
+    if (auto box = accounts::SecretBox::FromBase64(config.encryption_key, config.encryption_key_previous); !box) {
+      return Unexpected{std::move(box).error()};
+    }
+  }
   if (config.admin_email.empty() != config.admin_password.empty()) {
     return MakeError(ErrorCode::kInvalidArgument, "ADMIN_EMAIL and ADMIN_PASSWORD must be set together");
   }
@@ -172,6 +184,8 @@ std::string DescribeConfig(const AppConfig& config) {
   line("ALLOW_REGISTRATION", config.accounts.allow_registration);
   line("ADMIN_EMAIL", config.admin_email);
   line("ADMIN_PASSWORD", config.admin_password.empty() ? "(not set)" : "****");
+  line("ENCRYPTION_KEY", config.encryption_key.empty() ? "(not set)" : "****");
+  line("ENCRYPTION_KEY_PREVIOUS", config.encryption_key_previous.empty() ? "(not set)" : "****");
   line("TRUSTED_PROXIES", Join(config.trusted_proxies));
   line("RATE_LIMIT_ENABLED", config.rate_limits.enabled);
   line("RATE_LIMIT_API", fmt::format("{}/s burst {}", config.rate_limits.api.rate_per_second, config.rate_limits.api.burst));
@@ -194,26 +208,46 @@ std::string DescribeConfig(const AppConfig& config) {
 }
 
 
-Expected<void> ResolveSecretKey(AppConfig& config) {
-  if (!config.accounts.secret_key.empty()) return {};
-  const std::filesystem::path path = std::filesystem::path(config.data_dir) / "secret_key";
+namespace {
+
+// A development key kept in DATA_DIR/<file>: read it, or generate and store it (0600).
+Expected<void> ResolveGeneratedKey(const AppConfig& config, std::string_view file, std::string_view variable,
+                                   std::string& value, std::string (*generate)()) {
+  if (!value.empty()) return {};
+  const std::filesystem::path path = std::filesystem::path(config.data_dir) / file;
   std::error_code ec;
   if (std::filesystem::exists(path, ec)) {
-    std::ifstream file(path);
-    std::getline(file, config.accounts.secret_key);
-    if (config.accounts.secret_key.size() >= 32) return {};
-    return MakeError(ErrorCode::kInvalidArgument, fmt::format("{} does not hold a usable key; delete it", path.string()));
+    std::ifstream in(path);
+    std::getline(in, value);
+    if (!value.empty()) return {};
+    return MakeError(ErrorCode::kInvalidArgument, fmt::format("{} is empty; delete it or set {}", path.string(), variable));
   }
   std::filesystem::create_directories(config.data_dir, ec);
-  config.accounts.secret_key = accounts::GenerateSecretKey();
+  value = generate();
   const mode_t previous = umask(077);  // the file is born 0600
-  std::ofstream file(path);
-  file << config.accounts.secret_key << "\n";
-  file.close();
+  std::ofstream out(path);
+  out << value << "\n";
+  out.close();
   umask(previous);
-  if (!file) return MakeError(ErrorCode::kInternal, fmt::format("cannot write {}", path.string()));
-  log::Warn("SECRET_KEY is not set: generated one and stored it for development use",
+  if (!out) return MakeError(ErrorCode::kInternal, fmt::format("cannot write {}", path.string()));
+  log::Warn(fmt::format("{} is not set: generated one for development and stored it", variable),
             {{"path", path.string()}});
+  return {};
+}
+
+}  // namespace
+
+Expected<void> ResolveSecretKey(AppConfig& config) {
+  return ResolveGeneratedKey(config, "secret_key", "SECRET_KEY", config.accounts.secret_key,
+                             accounts::GenerateSecretKey);
+}
+
+Expected<void> ResolveEncryptionKey(AppConfig& config) {
+  auto resolved = ResolveGeneratedKey(config, "encryption_key", "ENCRYPTION_KEY", config.encryption_key,
+                                      accounts::SecretBox::GenerateKeyBase64);
+  if (!resolved) return resolved;
+  auto box = accounts::SecretBox::FromBase64(config.encryption_key, config.encryption_key_previous);
+  if (!box) return Unexpected{std::move(box).error()};
   return {};
 }
 

@@ -26,6 +26,8 @@ struct AppConfig {
   std::vector<std::string> trusted_proxies;  // CIDRs whose X-Forwarded-For is believed
   std::string admin_email;     // ADMIN_EMAIL/ADMIN_PASSWORD: an admin created at start
   std::string admin_password;
+  std::string encryption_key;                      // ENCRYPTION_KEY: base64, 32 bytes
+  std::vector<std::string> encryption_key_previous;  // ENCRYPTION_KEY_PREVIOUS, during a rotation
   http::ServerConfig server;
   store::DatabaseConfig database;
   log::LogConfig log;
@@ -41,6 +43,9 @@ Expected<AppConfig> LoadConfig(const EnvSource& env);
 /// $DATA_DIR/secret_key (mode 0600), so tokens survive restarts. Blocking (file I/O):
 /// call at startup. Production never gets here without a valid key (LoadConfig refuses).
 Expected<void> ResolveSecretKey(AppConfig& config);
+
+/// The same for ENCRYPTION_KEY ($DATA_DIR/encryption_key), then checks the keyring.
+Expected<void> ResolveEncryptionKey(AppConfig& config);
 
 /// The effective configuration as `KEY=value` lines, secrets masked.
 std::string DescribeConfig(const AppConfig& config);

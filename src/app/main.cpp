@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "app/app.hpp"
+#include "accounts/secret_box.hpp"
 #include "app/config.hpp"
 #include "core/log.hpp"
 
@@ -81,6 +82,11 @@ int main(int argc, char** argv) {
   user_create->add_option("--email", new_user.email, "The user's email")->required();
   user_create->add_option("--name", new_user.name, "Display name");
   user_create->add_flag("--admin", new_user.admin, "Give the user the admin role");
+  auto* secrets_cmd = cli.add_subcommand("secrets", "Encryption of stored secrets");
+  secrets_cmd->require_subcommand(1);
+  auto* secrets_rotate = secrets_cmd->add_subcommand(
+      "rotate", "Re-encrypt stored secrets under ENCRYPTION_KEY (old ones read with ENCRYPTION_KEY_PREVIOUS)");
+  auto* secrets_new_key = secrets_cmd->add_subcommand("new-key", "Print a new random ENCRYPTION_KEY");
 
   try {
     cli.parse(argc, argv);
@@ -91,6 +97,10 @@ int main(int argc, char** argv) {
 
   if (version->parsed()) {
     std::printf("chatd %s\n", CHATD_VERSION);
+    return 0;
+  }
+  if (secrets_new_key->parsed()) {
+    std::printf("%s\n", chatd::accounts::SecretBox::GenerateKeyBase64().c_str());
     return 0;
   }
 
@@ -129,6 +139,7 @@ int main(int argc, char** argv) {
   if (serve->parsed()) code = chatd::app::Serve(*config);
   else if (migrate->parsed()) code = chatd::app::Migrate(*config);
   else if (user_create->parsed()) code = chatd::app::CreateUser(*config, new_user);
+  else if (secrets_rotate->parsed()) code = chatd::app::RotateSecrets(*config);
   chatd::log::Shutdown();
   return code;
 }

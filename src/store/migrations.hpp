@@ -20,6 +20,7 @@ std::span<const Migration> PostgresMigrations();
 inline constexpr std::string_view kSchemaTables[] = {
     "users",           "refresh_tokens", "api_keys", "conversations", "messages",  "message_references", "usage_events",
     "knowledge_bases", "documents",      "chunks",   "jobs",          "schedules", "schema_migrations",
+    "secrets",
 };
 
 }  // namespace chatd::store

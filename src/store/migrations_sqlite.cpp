@@ -226,9 +226,20 @@ CREATE INDEX users_created_id ON users(created_at, id);
 CREATE INDEX api_keys_user_created ON api_keys(user_id, created_at, id);
 )sql";
 
+// Secrets at rest (provider API keys and the like), sealed by accounts::SecretBox: the
+// database only ever holds ciphertext, whose prefix names the key that sealed it.
+constexpr std::string_view kSecrets = R"sql(
+CREATE TABLE secrets (
+  name       TEXT PRIMARY KEY,
+  ciphertext TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kInitialSchema},
     {2, "accounts security", kAccountsSecurity},
+    {3, "secrets", kSecrets},
 };
 
 }  // namespace

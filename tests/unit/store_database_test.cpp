@@ -3,7 +3,8 @@
 //   sqlite_file   — a temporary file (writer + readers, WAL);
 //   postgres      — when CHATD_TEST_DATABASE_URL is set; each test gets its own schema
 //                   (search_path), dropped afterwards.
-// Optional: CHATD_TEST_PG_CTL, a shell command that takes "stop" or "start" as its last
+// Optional: CHATD_TEST_PG_CTL + CHATD_TEST_RESTART_DATABASE_URL, a private server and a shell
+// command that takes "stop" or "start" as its last
 // argument and stops/starts that PostgreSQL server, enables the restart test.
 #include <atomic>
 #include <chrono>
@@ -633,28 +634,38 @@ TEST_P(DatabaseTest, PostgresUnreachableServerIsUnavailable) {
 }
 
 // Stops and restarts the server under a live Database: /health must turn unavailable
-// within seconds and recover without restarting chatd.
+// within seconds and recover without restarting chatd. The server is a private one
+// (CHATD_TEST_RESTART_DATABASE_URL, controlled by CHATD_TEST_PG_CTL), so tests running
+// beside this one keep theirs.
 TEST_P(DatabaseTest, PostgresRecoversAfterServerRestart) {
   if (!IsPostgres()) GTEST_SKIP() << "PostgreSQL only";
   const char* pg_ctl = std::getenv("CHATD_TEST_PG_CTL");
-  if (pg_ctl == nullptr || *pg_ctl == '\0') GTEST_SKIP() << "set CHATD_TEST_PG_CTL to run";
+  const char* url = std::getenv("CHATD_TEST_RESTART_DATABASE_URL");
+  if (pg_ctl == nullptr || *pg_ctl == '\0' || url == nullptr || *url == '\0') {
+    GTEST_SKIP() << "set CHATD_TEST_PG_CTL and CHATD_TEST_RESTART_DATABASE_URL to run";
+  }
+  auto opened = OpenDatabase(DatabaseConfig{.url = url, .pool_size = 2});
+  ASSERT_TRUE(opened) << opened.error().message;
+  std::unique_ptr<Database> db = std::move(*opened);
   // Warm the pool so there are idle connections to go stale.
-  Exec(kCreateItems);
-  ASSERT_TRUE(Await(db_->Ping()));
+  ASSERT_TRUE(Await(db->Ping()));
   ASSERT_EQ(std::system((std::string(pg_ctl) + " stop").c_str()), 0);
   const auto stopped = std::chrono::steady_clock::now();
-  auto down = Await(db_->Ping());
+  auto down = Await(db->Ping());
   EXPECT_FALSE(down);
   EXPECT_LT(std::chrono::steady_clock::now() - stopped, 5s);
   ASSERT_EQ(std::system((std::string(pg_ctl) + " start").c_str()), 0);
   // pg_ctl start waits until the server accepts connections; allow a short grace anyway.
   Expected<void> up = MakeError(ErrorCode::kUnavailable, "not yet");
   for (auto deadline = std::chrono::steady_clock::now() + 10s; !up && std::chrono::steady_clock::now() < deadline;) {
-    up = Await(db_->Ping());
+    up = Await(db->Ping());
     if (!up) std::this_thread::sleep_for(100ms);
   }
   EXPECT_TRUE(up);
-  EXPECT_EQ(Exec("SELECT COUNT(*) AS n FROM items").Int(0, "n"), 0);
+  auto one = Await(db->Execute("SELECT 1 AS n"));
+  ASSERT_TRUE(one);
+  EXPECT_EQ(one->Int(0, "n"), 1);
+  db->Close();
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, DatabaseTest,
