@@ -6,7 +6,9 @@ Most tests share `accounts_server` (an admin bootstrapped from ADMIN_EMAIL) and 
 their own users with unique emails.
 """
 
+import threading
 import time
+import urllib.parse
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -185,6 +187,42 @@ def test_refresh_reuse_spares_other_sessions(api):
     check_tokens(api.refresh(other["refresh_token"]))
 
 
+def _concurrently(n: int, fn) -> list:
+    barrier = threading.Barrier(n)
+    out: list = [None] * n
+
+    def run(i):
+        barrier.wait(5)
+        out[i] = fn()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return out
+
+
+def test_refresh_concurrent_reuse_has_one_winner(api):
+    u = api.new_user()
+    results = _concurrently(6, lambda: api.refresh(u.refresh))
+    statuses = sorted(r.status for r in results)
+    assert statuses == [200] + [401] * 5, statuses
+    for r in results:
+        if r.status == 401:
+            assert_unauthenticated(r)
+    # the losers presented a spent token: the winner's new token is revoked too
+    [won] = [r.json() for r in results if r.status == 200]
+    assert_unauthenticated(api.refresh(won["refresh_token"]))
+
+
+def test_register_concurrent_same_email_has_one_winner(api):
+    email = new_email()
+    results = _concurrently(6, lambda: api.register(email, new_password()))
+    statuses = sorted(r.status for r in results)
+    assert statuses == [201] + [409] * 5, [(r.status, r.body[:200]) for r in results]
+
+
 def test_refresh_rejects_garbage(api):
     assert_unauthenticated(api.refresh("not-a-refresh-token"))
     u = api.new_user()
@@ -242,6 +280,8 @@ def test_patch_me_validates(api):
 def test_change_password(api):
     u = api.new_user()
     other_session = api.tokens(u.email, u.password)
+    key = u.new_key()["key"]
+    assert api.me(key).status == 200
     new = new_password()
     assert_invalid(api.change_password(u.access, "Wrong-" + u.password, new), "current_password")
     assert_invalid(api.change_password(u.access, u.password, "short"), "new_password")
@@ -255,6 +295,7 @@ def test_change_password(api):
     assert_unauthenticated(api.me(other_session["access_token"]))
     assert_unauthenticated(api.refresh(u.refresh))
     assert_unauthenticated(api.refresh(other_session["refresh_token"]))
+    assert_unauthenticated(api.me(key))  # "ends their sessions and keys at once"
     assert_unauthenticated(api.login(u.email, u.password))
     t = check_tokens(api.login(u.email, new))
     assert api.me(t["access_token"]).status == 200
@@ -301,6 +342,16 @@ def test_api_key_create_shown_once_and_usable(api):
         me = api.call("GET", "/users/me", **hdrs)
         assert me.status == 200, (hdrs, me)
         assert me.json()["id"] == u.id
+
+
+def test_api_keys_paginate(api):
+    u = api.new_user()
+    ids = {u.new_key(name=f"k{i}")["id"] for i in range(3)}
+    keys = list_all(lambda c: api.call(
+        "GET", "/api-keys?limit=2" + (f"&cursor={urllib.parse.quote(c)}" if c else ""),
+        token=u.access), 2)
+    assert [k["id"] for k in keys if k["id"] in ids] and {k["id"] for k in keys} == ids, keys
+    assert len(keys) == 3
 
 
 def test_api_key_revoke_is_immediate(api):
@@ -452,14 +503,31 @@ def test_admin_disable_and_enable_user(api):
     t = check_tokens(api.login(u.email, u.password))
     assert api.me(t["access_token"]).status == 200
     assert_unauthenticated(api.me(u.access))  # issued before the disable: older ver
+    assert_unauthenticated(api.refresh(u.refresh))
+
+
+def test_admin_reenable_does_not_revive_keys(api):
+    """docs/api.md: disabling a user "ends their sessions and keys at once"; read as: an
+    ended key stays ended when the user is enabled again (like their sessions)."""
+    admin = api.admin()
+    u = api.new_user()
+    key = u.new_key()["key"]
+    assert api.admin_patch(admin.access, u.id, {"is_active": False}).status == 200
+    assert_unauthenticated(api.me(key))
+    assert api.admin_patch(admin.access, u.id, {"is_active": True}).status == 200
+    assert_unauthenticated(api.me(key))
 
 
 def test_admin_role_change_invalidates_tokens(api):
     admin = api.admin()
     u = api.new_user()
+    key = u.new_key()["key"]
+    assert api.me(key).status == 200
     r = api.admin_patch(admin.access, u.id, {"role": "admin"})
     assert r.status == 200 and r.json()["role"] == "admin", r
     assert_unauthenticated(api.me(u.access))
+    assert_unauthenticated(api.me(key))
+    assert_unauthenticated(api.refresh(u.refresh))
     t = check_tokens(api.login(u.email, u.password))
     _, claims, _ = jwt_parts(t["access_token"])
     assert claims["role"] == "admin" and claims["ver"] > 0, claims
@@ -469,6 +537,18 @@ def test_admin_role_change_invalidates_tokens(api):
     r = api.admin_patch(admin.access, u.id, {"role": "user"})
     assert r.status == 200 and r.json()["role"] == "user", r
     assert_unauthenticated(api.me(t["access_token"]))
+
+
+def test_demoted_admin_key_loses_admin(api):
+    admin = api.admin()
+    u = api.new_user()
+    assert api.admin_patch(admin.access, u.id, {"role": "admin"}).status == 200
+    u.relogin()
+    k = u.new_key(scopes=["chat", "admin"])
+    assert api.admin_users(k["key"], limit=1).status == 200
+    assert api.admin_patch(admin.access, u.id, {"role": "user"}).status == 200
+    r = api.admin_users(k["key"], limit=1)
+    assert r.status in (401, 403), r  # 401 when the role change ended the key
 
 
 def test_admin_cannot_disable_or_demote_self(api):

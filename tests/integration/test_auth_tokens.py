@@ -7,6 +7,7 @@ token with valid claims is accepted (test_forged_token_is_accepted): that makes 
 rejection below a rejection of the one thing each case breaks.
 """
 
+import base64
 import json
 import os
 import re
@@ -24,6 +25,10 @@ from accounts_client import (
 from chatd_testing import TEST_SECRET_KEY, chatd_bin, server_env
 
 OTHER_KEY = "some-other-secret-key-that-is-not-chatds-0123456789"
+# Production also wants ENCRYPTION_KEY (32 bytes, base64): a good one, so that SECRET_KEY
+# is the only thing wrong in the tests below.
+PRODUCTION = {"ENVIRONMENT": "production",
+              "ENCRYPTION_KEY": base64.b64encode(bytes(range(32))).decode()}
 
 
 def test_access_token_is_hs256_jwt_with_the_claims(api):
@@ -92,6 +97,8 @@ BAD_TOKENS = {
     "no-signature": lambda u, o: encode_jwt(access_claims(u.id), signature=""),
     "expired": lambda u, o: encode_jwt(access_claims(u.id, iat=_now() - 7200,
                                                      nbf=_now() - 7200, exp=_now() - 3600)),
+    "expired-10s-ago": lambda u, o: encode_jwt(access_claims(u.id, iat=_now() - 600,
+                                                            nbf=_now() - 600, exp=_now() - 10)),
     "nbf-in-future": lambda u, o: encode_jwt(access_claims(u.id, nbf=_now() + 3600,
                                                            exp=_now() + 7200)),
     "no-exp": lambda u, o: encode_jwt(access_claims(u.id, exp=None)),
@@ -150,7 +157,7 @@ def test_bad_x_api_key_is_401(api):
 
 def _serve_exit(tmp_path, **extra) -> subprocess.CompletedProcess:
     data = tmp_path / "data"
-    env = server_env(data, None, {"ENVIRONMENT": "production", **extra})
+    env = server_env(data, None, {**PRODUCTION, **extra})
     proc = subprocess.Popen([str(chatd_bin()), "serve"], env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=tmp_path)
@@ -179,7 +186,7 @@ def test_production_refuses_weak_secret_key(binary, tmp_path, secret):
 
 
 def test_production_accepts_a_strong_secret_key(make_server):
-    srv = make_server(ENVIRONMENT="production", SECRET_KEY=uuid.uuid4().hex + uuid.uuid4().hex)
+    srv = make_server(**PRODUCTION, SECRET_KEY=uuid.uuid4().hex + uuid.uuid4().hex)
     api = Api(srv.port)
     email, pw = new_email(), new_password()
     assert api.register(email, pw).status == 201
