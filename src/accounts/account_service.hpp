@@ -140,8 +140,10 @@ class AccountService {
 
   /// Admin only (kPermissionDenied otherwise). `query` filters by email or name.
   Task<Expected<Page<User>>> ListUsers(const Principal& caller, std::string_view query, const PageRequest& page);
-  /// Disabling, or changing the role, ends the user's sessions and keys at once on this
-  /// instance. An admin cannot demote or disable themself. Clears a login lock.
+  /// Disabling, or changing the role, ends the user's sessions at once on this instance
+  /// (other instances within principal_cache_ttl); disabling also suspends their API keys
+  /// until they are enabled again, and a demotion takes the admin scope from their keys.
+  /// An admin cannot demote or disable themself. Clears a login lock.
   Task<Expected<User>> AdminUpdateUser(const Principal& caller, std::string_view user_id,
                                        const AdminUserChange& change);
 

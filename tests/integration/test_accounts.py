@@ -19,7 +19,7 @@ from accounts_client import (
     assert_unauthenticated, check_key, check_tokens, check_user, future, jwt_parts, list_all,
     new_email, new_password, parse_time, rfc3339, unique,
 )
-from chatd_testing import assert_error_json
+from chatd_testing import assert_error_json, poll
 
 # ------------------------------------------------------------------- registration
 
@@ -104,6 +104,15 @@ def test_register_name_too_long_is_400(api):
     assert r.status == 201 and r.json()["name"] == "n" * 100, r
 
 
+def test_register_ignores_role_and_status(api):
+    r = api.call("POST", "/auth/register", {"email": new_email(), "password": new_password(),
+                                            "role": "admin", "is_active": False})
+    if r.status == 201:
+        assert r.json()["role"] == "user" and r.json()["is_active"] is True, r
+    else:
+        assert_error_json(r, 400, "invalid_request")
+
+
 def test_register_missing_fields_is_400(api):
     assert_invalid(api.call("POST", "/auth/register", {"password": new_password()}), "email")
     assert_invalid(api.call("POST", "/auth/register", {"email": new_email()}), "password")
@@ -156,6 +165,24 @@ def test_login_wrong_password_and_unknown_email_look_the_same(api):
     wrong = assert_unauthenticated(api.login(email, "Wrong-" + pw))
     unknown = assert_unauthenticated(api.login(new_email("nobody"), pw))
     assert wrong == unknown, (wrong, unknown)
+
+
+def test_login_unknown_email_costs_like_a_wrong_password(api):
+    """No user enumeration by timing: an unknown email still pays for a hash."""
+    u = api.new_user()
+    wrong, unknown = [], []
+    for i in range(5):
+        t = time.monotonic()
+        assert api.login(u.email, f"Wrong-Password-{i}").status == 401
+        wrong.append(time.monotonic() - t)
+        t = time.monotonic()
+        assert api.login(new_email("nobody"), f"Wrong-Password-{i}").status == 401
+        unknown.append(time.monotonic() - t)
+        if i % 2:
+            assert api.login(u.email, u.password).status == 200  # stay clear of the lockout
+    wrong.sort()
+    unknown.sort()
+    assert unknown[2] >= 0.4 * wrong[2], f"medians: unknown {unknown[2]:.4f}s, wrong {wrong[2]:.4f}s"
 
 
 def test_login_missing_password_is_400(api):
@@ -261,6 +288,15 @@ def test_patch_me_name_and_email(api):
     assert_unauthenticated(api.login(u.email, u.password))
 
 
+def test_patch_me_cannot_change_role_or_status(api):
+    u = api.new_user()
+    r = api.patch_me(u.access, {"role": "admin", "is_active": False, "name": "Mallory"})
+    assert r.status in (200, 400), r
+    me = api.me(u.access)
+    assert me.status == 200, me
+    assert me.json()["role"] == "user" and me.json()["is_active"] is True, me
+
+
 def test_patch_me_email_taken_is_409(api):
     a, b = api.new_user(), api.new_user()
     assert_error_json(api.patch_me(a.access, {"email": b.email}), 409, "conflict")
@@ -295,7 +331,8 @@ def test_change_password(api):
     assert_unauthenticated(api.me(other_session["access_token"]))
     assert_unauthenticated(api.refresh(u.refresh))
     assert_unauthenticated(api.refresh(other_session["refresh_token"]))
-    assert_unauthenticated(api.me(key))  # "ends their sessions and keys at once"
+    # A password change ends sessions, not API keys (docs/api.md): integrations keep working.
+    assert api.me(key).status == 200
     assert_unauthenticated(api.login(u.email, u.password))
     t = check_tokens(api.login(u.email, new))
     assert api.me(t["access_token"]).status == 200
@@ -342,6 +379,18 @@ def test_api_key_create_shown_once_and_usable(api):
         me = api.call("GET", "/users/me", **hdrs)
         assert me.status == 200, (hdrs, me)
         assert me.json()["id"] == u.id
+
+
+def test_api_key_last_used_at(api):
+    u = api.new_user()
+    k = u.new_key()
+    assert api.me(k["key"]).status == 200
+
+    def used():
+        [x] = [x for x in api.list_keys(u.access).json()["data"] if x["id"] == k["id"]]
+        return x["last_used_at"]
+
+    parse_time(poll(used, 5, 0.2, "last_used_at set after a use"))
 
 
 def test_api_keys_paginate(api):
@@ -506,16 +555,19 @@ def test_admin_disable_and_enable_user(api):
     assert_unauthenticated(api.refresh(u.refresh))
 
 
-def test_admin_reenable_does_not_revive_keys(api):
-    """docs/api.md: disabling a user "ends their sessions and keys at once"; read as: an
-    ended key stays ended when the user is enabled again (like their sessions)."""
+def test_admin_disable_suspends_keys_and_ends_sessions(api):
+    """docs/api.md: disabling suspends the user's API keys (they work again when the user
+    is enabled; revoke a key to end it for good) and ends their sessions for good."""
     admin = api.admin()
     u = api.new_user()
     key = u.new_key()["key"]
     assert api.admin_patch(admin.access, u.id, {"is_active": False}).status == 200
     assert_unauthenticated(api.me(key))
+    assert_unauthenticated(api.me(u.access))
     assert api.admin_patch(admin.access, u.id, {"is_active": True}).status == 200
-    assert_unauthenticated(api.me(key))
+    assert api.me(key).status == 200
+    assert_unauthenticated(api.me(u.access))
+    assert_unauthenticated(api.refresh(u.refresh))
 
 
 def test_admin_role_change_invalidates_tokens(api):
@@ -526,7 +578,7 @@ def test_admin_role_change_invalidates_tokens(api):
     r = api.admin_patch(admin.access, u.id, {"role": "admin"})
     assert r.status == 200 and r.json()["role"] == "admin", r
     assert_unauthenticated(api.me(u.access))
-    assert_unauthenticated(api.me(key))
+    assert api.me(key).status == 200  # keys outlive a role change; their admin scope follows the role
     assert_unauthenticated(api.refresh(u.refresh))
     t = check_tokens(api.login(u.email, u.password))
     _, claims, _ = jwt_parts(t["access_token"])
