@@ -337,6 +337,10 @@ struct AccountService::Impl {
     keys.EraseIf([&](std::string_view, const CachedKey& entry) { return entry.principal.user_id == user_id; });
   }
 
+  void Revoke(const SessionRevocation& revocation) const {
+    for (const auto& listener : revocation_listeners) listener(revocation);
+  }
+
   void InvalidateApiKey(std::string_view key_id) {
     Invalidated();
     keys.EraseIf([&](std::string_view, const CachedKey& entry) { return entry.principal.api_key_id == key_id; });
@@ -350,6 +354,7 @@ struct AccountService::Impl {
   void Invalidated() { invalidations.fetch_add(1); }
 
   AccountsConfig config;
+  std::vector<RevocationListener> revocation_listeners;
   store::AccountsRepository repo;
   BlockingPool& hashing_pool;
   const Clock& clock;
@@ -368,6 +373,10 @@ AccountService::AccountService(AccountsConfig config, store::Database& database,
 }
 
 AccountService::~AccountService() = default;
+
+void AccountService::OnRevocation(RevocationListener listener) {
+  impl_->revocation_listeners.push_back(std::move(listener));
+}
 
 Task<Expected<User>> AccountService::Register(std::string_view email, std::string_view password,
                                               std::string_view name) {
@@ -529,6 +538,7 @@ Task<Expected<void>> AccountService::ChangePassword(const Principal& caller, std
   if (!changed) co_return Unexpected{std::move(changed).error()};
   impl.InvalidateUser(caller.user_id);
   if (!*changed) co_return UserNotFound();
+  impl.Revoke({caller.user_id, {}});
   co_return Expected<void>{};
 }
 
@@ -539,6 +549,7 @@ Task<Expected<void>> AccountService::DeleteAccount(const Principal& caller) {
   if (!deleted) co_return Unexpected{std::move(deleted).error()};
   impl.InvalidateUser(caller.user_id);
   if (!*deleted) co_return UserNotFound();
+  impl.Revoke({caller.user_id, {}});
   co_return Expected<void>{};
 }
 
@@ -614,6 +625,7 @@ Task<Expected<void>> AccountService::RevokeApiKey(const Principal& caller, std::
   if (!revoked) co_return Unexpected{std::move(revoked).error()};
   if (!*revoked) co_return not_found();
   impl.InvalidateApiKey(key_id);
+  impl.Revoke({caller.user_id, std::string(key_id)});
   co_return Expected<void>{};
 }
 
@@ -653,6 +665,7 @@ Task<Expected<User>> AccountService::AdminUpdateUser(const Principal& caller, st
   if (!updated) co_return Unexpected{std::move(updated).error()};
   if (!updated->has_value()) co_return UserNotFound();
   impl.InvalidateUser((*updated)->id);
+  if ((change.is_active && !*change.is_active) || change.role) impl.Revoke({(*updated)->id, {}});
   co_return ToUser(**updated);
 }
 

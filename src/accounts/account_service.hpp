@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -97,12 +98,27 @@ struct AdminUserChange {
   std::optional<Role> role;
 };
 
+/// Live sessions (SSE streams, WebSocket connections) that must end now, because the
+/// credential that opened them no longer stands.
+struct SessionRevocation {
+  std::string user_id;
+  std::string api_key_id;  // set: only what this key opened; empty: all of the user's
+};
+
+using RevocationListener = std::function<void(const SessionRevocation&)>;
+
 class AccountService {
  public:
   AccountService(AccountsConfig config, store::Database& database, BlockingPool& hashing_pool, const Clock& clock);
   ~AccountService();
   AccountService(const AccountService&) = delete;
   AccountService& operator=(const AccountService&) = delete;
+
+  /// Adds a listener told whenever a user's sessions or one API key must end: password or
+  /// role change, disable, account deletion, key revocation. Register at startup, before
+  /// serving. Listeners run on the I/O thread that made the change, after it committed,
+  /// and must not block.
+  void OnRevocation(RevocationListener listener);
 
   /// Email is trimmed, lower-cased and validated; password 8..128 characters and not on
   /// the bundled list of common passwords. kPermissionDenied when registration is closed.

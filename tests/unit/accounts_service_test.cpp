@@ -616,6 +616,36 @@ TEST_P(AccountServiceTest, FailedLoginsSlowDownProgressively) {
   EXPECT_GE(timed_failure(), 60ms);  // 4th: 80 ms, capped at 60
 }
 
+TEST_P(AccountServiceTest, RevocationListenersHearWhatMustEndLiveSessions) {
+  std::vector<SessionRevocation> heard;
+  service_->OnRevocation([&heard](const SessionRevocation& revocation) { heard.push_back(revocation); });
+  MakeAdmin("rev-admin@example.com");
+  const Principal admin = Auth(Login("rev-admin@example.com").access_token);
+  const User user = Register("rev@example.com");
+  const Principal session = Auth(Login("rev@example.com").access_token);
+  const CreatedApiKey key = CreateKey(session);
+
+  ASSERT_TRUE(Await(service_->UpdateProfile(session, ProfileChange{.name = "Rev"})));
+  EXPECT_TRUE(heard.empty()) << "a profile change ends nothing";
+
+  ASSERT_TRUE(Await(service_->RevokeApiKey(session, key.key.id)));
+  ASSERT_EQ(heard.size(), 1u);
+  EXPECT_EQ(heard.back().user_id, user.id);
+  EXPECT_EQ(heard.back().api_key_id, key.key.id);
+
+  ASSERT_TRUE(Await(service_->AdminUpdateUser(admin, user.id, AdminUserChange{.is_active = false})));
+  ASSERT_EQ(heard.size(), 2u);
+  EXPECT_EQ(heard.back().user_id, user.id);
+  EXPECT_EQ(heard.back().api_key_id, "");
+  ASSERT_TRUE(Await(service_->AdminUpdateUser(admin, user.id, AdminUserChange{.is_active = true})));
+  EXPECT_EQ(heard.size(), 2u) << "enabling ends nothing";
+
+  const Principal again = Auth(Login("rev@example.com").access_token);
+  ASSERT_TRUE(Await(service_->ChangePassword(again, kPassword, "a different passphrase")));
+  ASSERT_EQ(heard.size(), 3u);
+  EXPECT_EQ(heard.back().user_id, user.id);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, AccountServiceTest, ::testing::Values(Backend::kSqlite, Backend::kPostgres),
                          chatd::testing::BackendName);
 
