@@ -57,4 +57,15 @@ Expected<std::optional<std::vector<std::string>>> JsonObject::OptionalStringArra
   return std::optional<std::vector<std::string>>(std::move(items));
 }
 
+std::optional<simdjson::dom::element> JsonObject::OptionalValue(std::string_view key) const {
+  simdjson::dom::element value;
+  if (object_.at_key(key).get(value) != simdjson::SUCCESS || value.is_null()) return std::nullopt;
+  return value;
+}
+
+bool JsonObject::IsNull(std::string_view key) const {
+  simdjson::dom::element value;
+  return object_.at_key(key).get(value) == simdjson::SUCCESS && value.is_null();
+}
+
 }  // namespace chatd::api

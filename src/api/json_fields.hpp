@@ -23,6 +23,10 @@ class JsonObject {
   Expected<std::string_view> RequiredString(std::string_view key) const;
   Expected<std::optional<bool>> OptionalBool(std::string_view key) const;
   Expected<std::optional<std::vector<std::string>>> OptionalStringArray(std::string_view key) const;
+  /// Any JSON value (absent or null → nullopt), for fields whose shape the service checks.
+  std::optional<simdjson::dom::element> OptionalValue(std::string_view key) const;
+  /// Present with the value null (to tell "clear it" from "leave it" in a PATCH).
+  bool IsNull(std::string_view key) const;
 
  private:
   explicit JsonObject(simdjson::dom::object object) : object_(object) {}

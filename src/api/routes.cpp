@@ -12,6 +12,7 @@ void AddRoutes(http::Router& router, Services& services, std::string_view prefix
   auto& ops = services.operations;
   auto& guard = services.guard;
   auto& accounts = services.accounts;
+  auto& conversations = services.conversations;
   const std::string api(prefix);
 
   // Public: method, path, handler.
@@ -24,21 +25,26 @@ void AddRoutes(http::Router& router, Services& services, std::string_view prefix
   router.Add(Method::kPost, api + "/auth/logout", [&accounts](Request& r) { return accounts.Logout(r); });
 
   // Protected: method, path, who may call, handler(request, principal).
-  auto protect = [&](Method method, const std::string& path, Access access,
-                     Task<http::Response> (AccountsApi::*handler)(Request&, const Principal&)) {
-    router.Add(method, path, guard.Protect(access, [&accounts, handler](Request& r, const Principal& p) {
-      return (accounts.*handler)(r, p);
+  auto protect = [&]<typename Api>(Method method, const std::string& path, Access access, Api& adapter,
+                                   Task<http::Response> (Api::*handler)(Request&, const Principal&)) {
+    router.Add(method, path, guard.Protect(access, [&adapter, handler](Request& r, const Principal& p) {
+      return (adapter.*handler)(r, p);
     }));
   };
-  protect(Method::kGet, api + "/users/me", Access::kUser, &AccountsApi::GetMe);
-  protect(Method::kPatch, api + "/users/me", Access::kUser, &AccountsApi::UpdateMe);
-  protect(Method::kDelete, api + "/users/me", Access::kSession, &AccountsApi::DeleteMe);
-  protect(Method::kPost, api + "/users/me/password", Access::kSession, &AccountsApi::ChangePassword);
-  protect(Method::kGet, api + "/api-keys", Access::kUser, &AccountsApi::ListApiKeys);
-  protect(Method::kPost, api + "/api-keys", Access::kSession, &AccountsApi::CreateApiKey);
-  protect(Method::kDelete, api + "/api-keys/{id}", Access::kUser, &AccountsApi::RevokeApiKey);
-  protect(Method::kGet, api + "/admin/users", Access::kAdmin, &AccountsApi::AdminListUsers);
-  protect(Method::kPatch, api + "/admin/users/{id}", Access::kAdmin, &AccountsApi::AdminUpdateUser);
+  protect(Method::kGet, api + "/users/me", Access::kUser, accounts, &AccountsApi::GetMe);
+  protect(Method::kPatch, api + "/users/me", Access::kUser, accounts, &AccountsApi::UpdateMe);
+  protect(Method::kDelete, api + "/users/me", Access::kSession, accounts, &AccountsApi::DeleteMe);
+  protect(Method::kPost, api + "/users/me/password", Access::kSession, accounts, &AccountsApi::ChangePassword);
+  protect(Method::kGet, api + "/api-keys", Access::kUser, accounts, &AccountsApi::ListApiKeys);
+  protect(Method::kPost, api + "/api-keys", Access::kSession, accounts, &AccountsApi::CreateApiKey);
+  protect(Method::kDelete, api + "/api-keys/{id}", Access::kUser, accounts, &AccountsApi::RevokeApiKey);
+  protect(Method::kGet, api + "/admin/users", Access::kAdmin, accounts, &AccountsApi::AdminListUsers);
+  protect(Method::kPatch, api + "/admin/users/{id}", Access::kAdmin, accounts, &AccountsApi::AdminUpdateUser);
+  protect(Method::kPost, api + "/conversations", Access::kUser, conversations, &ConversationsApi::Create);
+  protect(Method::kGet, api + "/conversations", Access::kUser, conversations, &ConversationsApi::List);
+  protect(Method::kGet, api + "/conversations/{id}", Access::kUser, conversations, &ConversationsApi::Get);
+  protect(Method::kPatch, api + "/conversations/{id}", Access::kUser, conversations, &ConversationsApi::Update);
+  protect(Method::kDelete, api + "/conversations/{id}", Access::kUser, conversations, &ConversationsApi::Delete);
 }
 
 }  // namespace chatd::api

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "api/accounts_api.hpp"
+#include "api/conversations_api.hpp"
 #include "api/guard.hpp"
 #include "api/operations.hpp"
 #include "http/router.hpp"
@@ -12,6 +13,7 @@ struct Services {
   Operations& operations;
   Guard& guard;
   AccountsApi& accounts;
+  ConversationsApi& conversations;
 };
 
 /// Registers every route of the HTTP surface on `router`: the one table of routes.

@@ -16,10 +16,12 @@
 #include "accounts/account_service.hpp"
 #include "accounts/secret_store.hpp"
 #include "api/accounts_api.hpp"
+#include "api/conversations_api.hpp"
 #include "api/guard.hpp"
 #include "api/operations.hpp"
 #include "api/routes.hpp"
 #include "cache/rate_limiter.hpp"
+#include "chat/conversation_service.hpp"
 #include "core/blocking_pool.hpp"
 #include "core/clock.hpp"
 #include "http/client_ip.hpp"
@@ -107,7 +109,9 @@ int Serve(const AppConfig& loaded) {
   auto limiter = cache::MakeInProcessRateLimiter(clock);
   api::Guard guard(accounts, *limiter, config.rate_limits);
   api::AccountsApi accounts_api(accounts, guard);
-  api::Services services{operations, guard, accounts_api};
+  chat::ConversationService conversations(*database, clock);
+  api::ConversationsApi conversations_api(conversations);
+  api::Services services{operations, guard, accounts_api, conversations_api};
   http::Router router;
   api::AddRoutes(router, services, config.api_prefix);
 
