@@ -95,9 +95,14 @@ http::Handler Guard::Protect(Access access, PrincipalHandler handler) {
     if (!principal) co_return ErrorResponse(principal.error());
     if (auto allowed = Authorize(*principal, access); !allowed) co_return ErrorResponse(allowed.error());
 
+    // Sessions share the user's app-API bucket. An API key is limited by the limits set
+    // on the key itself (none unless set; per-key RPM/TPM arrive with the gateway), so a
+    // busy integration does not throttle its owner's interactive use, and vice versa.
     std::vector<std::pair<std::string, std::string>> headers;
-    auto refusal = co_await Limit("api:" + principal->user_id, config_.api, headers);
-    if (refusal) co_return std::move(*refusal);
+    if (!principal->ViaApiKey()) {
+      auto refusal = co_await Limit("api:" + principal->user_id, config_.api, headers);
+      if (refusal) co_return std::move(*refusal);
+    }
     http::Response response = co_await handler(request, *principal);
     for (auto& [name, value] : headers) response.AddHeader(std::move(name), std::move(value));
     co_return response;

@@ -122,6 +122,19 @@ def test_api_limit_per_user(make_server):
         time.sleep(0.2)
 
 
+def test_api_keys_are_not_throttled_by_the_users_session_bucket(make_server):
+    """The app-API bucket is per user for sessions; an API key has only the limits set on
+    the key (none unless set), so an integration and its owner don't throttle each other."""
+    api = Api(make_server(RATE_LIMIT_API="1/s", RATE_LIMIT_API_BURST="2").port)
+    u = api.new_user()
+    key = u.new_key()["key"]
+    statuses = [api.me(u.access).status for _ in range(3)]  # creating the key took a token too
+    assert statuses[-1] == 429, statuses
+    statuses = [api.me(key).status for _ in range(10)]
+    assert statuses == [200] * 10, statuses
+    assert_rate_limited(api.me(u.access))
+
+
 # ------------------------------------------------------------------------ lockout
 
 LOCKOUT = {"LOGIN_LOCKOUT_THRESHOLD": "3"}
