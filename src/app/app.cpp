@@ -7,6 +7,7 @@
 #include <csignal>
 #include <filesystem>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <thread>
 
@@ -179,12 +180,15 @@ int Serve(const AppConfig& loaded) {
   return exit_code;
 }
 
-int Migrate(const AppConfig& config) {
+namespace {
+
+// The shape of every one-shot command: open the database, apply pending migrations, run
+// `command` (a coroutine answering an exit code) on a private io_context, close.
+int RunCommand(const AppConfig& config, const std::function<Task<int>(store::Database&)>& command) {
   if (!PrepareDataDir(config)) return 1;
   auto opened = OpenStore(config);
   if (!opened) return 1;
   std::unique_ptr<store::Database> database = std::move(*opened);
-
   asio::io_context context(1);
   int exit_code = 1;
   asio::co_spawn(
@@ -195,8 +199,8 @@ int Migrate(const AppConfig& config) {
           log::Error("migrations failed", {{"error", applied.error().message}});
           co_return;
         }
-        log::Info("migrations applied", {{"count", *applied}});
-        exit_code = 0;
+        if (*applied > 0) log::Info("migrations applied", {{"count", *applied}});
+        exit_code = co_await command(*database);
       },
       asio::detached);
   context.run();
@@ -204,94 +208,61 @@ int Migrate(const AppConfig& config) {
   return exit_code;
 }
 
+}  // namespace
+
+int Migrate(const AppConfig& config) {
+  return RunCommand(config, [](store::Database&) -> Task<int> { co_return 0; });
+}
 
 int CreateUser(const AppConfig& loaded, const NewUserRequest& request) {
   AppConfig config = loaded;
-  if (!PrepareDataDir(config)) return 1;
   if (auto key = ResolveSecretKey(config); !key) {
     log::Error("cannot set up SECRET_KEY", {{"error", key.error().message}});
     return 1;
   }
-  auto opened = OpenStore(config);
-  if (!opened) return 1;
-  std::unique_ptr<store::Database> database = std::move(*opened);
   SystemClock clock;
   BlockingPool hashing_pool(1, 4);
-  accounts::AccountService accounts(config.accounts, *database, hashing_pool, clock);
-
-  asio::io_context context(1);
-  int exit_code = 1;
-  asio::co_spawn(
-      context,
-      [&]() -> Task<void> {
-        auto migrated = co_await database->Migrate();
-        if (!migrated) {
-          log::Error("migrations failed", {{"error", migrated.error().message}});
-          co_return;
-        }
-        auto user = co_await accounts.CreateUser(request.email, request.password, request.name,
-                                                 request.admin ? accounts::Role::kAdmin : accounts::Role::kUser);
-        if (!user) {
-          std::fprintf(stderr, "chatd: cannot create the user: %s\n", user.error().message.c_str());
-          exit_code = user.error().code == ErrorCode::kInvalidArgument ? 2 : 1;
-          co_return;
-        }
-        std::printf("%s\n", user->id.c_str());
-        exit_code = 0;
-      },
-      asio::detached);
-  context.run();
+  const int exit_code = RunCommand(config, [&](store::Database& database) -> Task<int> {
+    accounts::AccountService accounts(config.accounts, database, hashing_pool, clock);
+    auto user = co_await accounts.CreateUser(request.email, request.password, request.name,
+                                             request.admin ? accounts::Role::kAdmin : accounts::Role::kUser);
+    if (!user) {
+      std::fprintf(stderr, "chatd: cannot create the user: %s\n", user.error().message.c_str());
+      co_return user.error().code == ErrorCode::kInvalidArgument ? 2 : 1;
+    }
+    std::printf("%s\n", user->id.c_str());
+    co_return 0;
+  });
   hashing_pool.Stop();
-  database->Close();
   return exit_code;
 }
 
 int RotateSecrets(const AppConfig& loaded) {
   AppConfig config = loaded;
-  if (config.encryption_key.empty()) {
-    // Development: the generated key, if there is one.
-    if (auto key = ResolveEncryptionKey(config); !key) {
-      log::Error("cannot set up ENCRYPTION_KEY", {{"error", key.error().message}});
-      return 1;
-    }
+  // Without ENCRYPTION_KEY (development), the generated key, if there is one.
+  if (auto key = ResolveEncryptionKey(config); !key) {
+    log::Error("cannot set up ENCRYPTION_KEY", {{"error", key.error().message}});
+    return 2;
   }
   auto box = accounts::SecretBox::FromBase64(config.encryption_key, config.encryption_key_previous);
   if (!box) {
     log::Error("invalid encryption keys", {{"error", box.error().message}});
     return 2;
   }
-  auto opened = OpenStore(config);
-  if (!opened) return 1;
-  std::unique_ptr<store::Database> database = std::move(*opened);
   SystemClock clock;
-  accounts::SecretStore secrets(*database, *box, clock);
-
-  asio::io_context context(1);
-  int exit_code = 1;
-  asio::co_spawn(
-      context,
-      [&]() -> Task<void> {
-        auto migrated = co_await database->Migrate();
-        if (!migrated) {
-          log::Error("migrations failed", {{"error", migrated.error().message}});
-          co_return;
-        }
-        auto report = co_await secrets.Rotate();
-        if (!report) {
-          log::Error("rotation stopped", {{"error", report.error().message}});
-          co_return;
-        }
-        log::Info("secrets rotated", {{"key_id", box->current_key_id()},
-                                      {"rotated", report->rotated},
-                                      {"unchanged", report->unchanged}});
-        std::printf("re-encrypted %d secret(s) under key %s; %d already were\n", report->rotated,
-                    box->current_key_id().c_str(), report->unchanged);
-        exit_code = 0;
-      },
-      asio::detached);
-  context.run();
-  database->Close();
-  return exit_code;
+  return RunCommand(config, [&](store::Database& database) -> Task<int> {
+    accounts::SecretStore secrets(database, *box, clock);
+    auto report = co_await secrets.Rotate();
+    if (!report) {
+      log::Error("rotation stopped", {{"error", report.error().message}});
+      co_return 1;
+    }
+    log::Info("secrets rotated",
+              {{"key_id", box->current_key_id()}, {"rotated", report->rotated}, {"unchanged", report->unchanged}});
+    std::printf("re-encrypted %d secret(s) under key %s; %d already were\n", report->rotated,
+                box->current_key_id().c_str(), report->unchanged);
+    co_return 0;
+  });
 }
 
 }  // namespace chatd::app

@@ -1,7 +1,8 @@
 #include "store/accounts_repository.hpp"
 
-#include <array>
 #include <utility>
+
+#include "store/keyset.hpp"
 
 namespace chatd::store {
 
@@ -124,75 +125,6 @@ ApiKeyRecord ReadApiKey(const Result& rows, std::size_t i) {
 }
 
 Unexpected EmailTaken() { return MakeError(ErrorCode::kConflict, "email is already registered", "email"); }
-
-// Cursors: base64url (no padding) of "created_at|id".
-constexpr char kBase64Url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-std::string EncodeCursor(std::string_view created_at, std::string_view id) {
-  std::string plain;
-  plain.reserve(created_at.size() + 1 + id.size());
-  plain.append(created_at).append("|").append(id);
-  std::string out;
-  std::uint32_t buffer = 0;
-  int bits = 0;
-  for (const unsigned char c : plain) {
-    buffer = (buffer << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(kBase64Url[(buffer >> bits) & 0x3f]);
-    }
-  }
-  if (bits > 0) out.push_back(kBase64Url[(buffer << (6 - bits)) & 0x3f]);
-  return out;
-}
-
-struct Cursor {
-  std::string created_at;
-  std::string id;
-};
-
-Expected<Cursor> DecodeCursor(std::string_view cursor) {
-  auto invalid = [] { return MakeError(ErrorCode::kInvalidArgument, "invalid cursor", "cursor"); };
-  if (cursor.size() > 200) return invalid();
-  std::string plain;
-  std::uint32_t buffer = 0;
-  int bits = 0;
-  for (const char c : cursor) {
-    const char* found = std::char_traits<char>::find(kBase64Url, 64, c);
-    if (found == nullptr) return invalid();
-    buffer = (buffer << 6) | static_cast<std::uint32_t>(found - kBase64Url);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      plain.push_back(static_cast<char>((buffer >> bits) & 0xff));
-    }
-  }
-  const auto bar = plain.find('|');
-  if (bar == std::string::npos || bar == 0 || bar + 1 == plain.size()) return invalid();
-  Cursor decoded{plain.substr(0, bar), plain.substr(bar + 1)};
-  // The created_at part is bound as a timestamp: make sure it looks like one we wrote.
-  const auto& t = decoded.created_at;
-  if (t.size() != 24 || t[4] != '-' || t[10] != 'T' || t.back() != 'Z') return invalid();
-  return decoded;
-}
-
-std::int64_t PageLimit(const PageRequest& page) {
-  const std::size_t limit = page.limit == 0 ? 20 : std::min<std::size_t>(page.limit, 1000);
-  return static_cast<std::int64_t>(limit);
-}
-
-std::string EscapeLike(std::string_view text) {
-  std::string out;
-  out.reserve(text.size() + 2);
-  out.push_back('%');
-  for (const char c : text) {
-    if (c == '%' || c == '_' || c == '\\') out.push_back('\\');
-    out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
-  }
-  out.push_back('%');
-  return out;
-}
 
 }  // namespace
 
@@ -329,20 +261,20 @@ Task<Expected<Page<UserRecord>>> AccountsRepository::ListUsers(std::string_view 
   Params params;
   std::string sql = "SELECT " + std::string(kUserColumns) + " FROM users WHERE 1 = 1";
   if (!query.empty()) {
-    params.emplace_back(EscapeLike(query));
+    params.emplace_back(LikeSubstringPattern(query));
     const std::string n = std::to_string(params.size());
     sql += " AND (LOWER(email) LIKE $" + n + " ESCAPE '\\' OR LOWER(name) LIKE $" + n + " ESCAPE '\\')";
   }
   if (!page.cursor.empty()) {
-    auto cursor = DecodeCursor(page.cursor);
+    auto cursor = DecodeKeysetCursor(page.cursor);
     if (!cursor) co_return Unexpected{std::move(cursor).error()};
-    params.emplace_back(cursor->created_at);
+    params.emplace_back(cursor->sort_key);
     const std::string t = std::to_string(params.size());
     params.emplace_back(cursor->id);
     const std::string i = std::to_string(params.size());
     sql += " AND (created_at > $" + t + " OR (created_at = $" + t + " AND id > $" + i + "))";
   }
-  const std::int64_t limit = PageLimit(page);
+  const std::int64_t limit = KeysetPageLimit(page);
   params.emplace_back(limit + 1);
   sql += " ORDER BY created_at, id LIMIT $" + std::to_string(params.size());
   auto rows = co_await db_.Execute(sql, std::move(params));
@@ -352,7 +284,7 @@ Task<Expected<Page<UserRecord>>> AccountsRepository::ListUsers(std::string_view 
     out.items.push_back(ReadUser(*rows, i));
   }
   if (static_cast<std::int64_t>(rows->size()) > limit) {
-    out.next_cursor = EncodeCursor(out.items.back().created_at, out.items.back().id);
+    out.next_cursor = EncodeKeysetCursor(out.items.back().created_at, out.items.back().id);
   }
   co_return out;
 }
@@ -430,13 +362,13 @@ Task<Expected<Page<ApiKeyRecord>>> AccountsRepository::ListApiKeys(std::string_v
   std::string sql =
       "SELECT " + std::string(kApiKeyColumns) + " FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL";
   if (!page.cursor.empty()) {
-    auto cursor = DecodeCursor(page.cursor);
+    auto cursor = DecodeKeysetCursor(page.cursor);
     if (!cursor) co_return Unexpected{std::move(cursor).error()};
-    params.emplace_back(cursor->created_at);
+    params.emplace_back(cursor->sort_key);
     params.emplace_back(cursor->id);
     sql += " AND (created_at < $2 OR (created_at = $2 AND id < $3))";
   }
-  const std::int64_t limit = PageLimit(page);
+  const std::int64_t limit = KeysetPageLimit(page);
   params.emplace_back(limit + 1);
   sql += " ORDER BY created_at DESC, id DESC LIMIT $" + std::to_string(params.size());
   auto rows = co_await db_.Execute(sql, std::move(params));
@@ -446,7 +378,7 @@ Task<Expected<Page<ApiKeyRecord>>> AccountsRepository::ListApiKeys(std::string_v
     out.items.push_back(ReadApiKey(*rows, i));
   }
   if (static_cast<std::int64_t>(rows->size()) > limit) {
-    out.next_cursor = EncodeCursor(out.items.back().created_at, out.items.back().id);
+    out.next_cursor = EncodeKeysetCursor(out.items.back().created_at, out.items.back().id);
   }
   co_return out;
 }

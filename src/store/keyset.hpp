@@ -4,8 +4,6 @@
 // last row of a page, where the sort key is a timestamp this process wrote (RFC 3339 UTC
 // with milliseconds, 24 characters), so it compares exactly in both dialects. A cursor that
 // does not decode is kInvalidArgument with param "cursor".
-//
-// (accounts_repository.cpp has its own copy from before this header; it can switch to it.)
 #pragma once
 
 #include <cstdint>

@@ -1,0 +1,121 @@
+// The provider interfaces: what the chat turn and the OpenAI-compatible gateway see of a
+// language model. A Provider turns a ChatRequest into a pull-based ChatStream of chunks,
+// and texts into embeddings. Implementations: DemoProvider (built in, and the test
+// double); the OpenAI-compatible provider over chatd's HTTP client comes next.
+//
+// Threads: everything runs on the caller's I/O executor (the one the calling coroutine
+// runs on, found with `co_await asio::this_coro::executor`), and nothing blocks. A
+// ChatStream belongs to the executor that created it: call Next() and Cancel() only from
+// there. Providers themselves are shared by all I/O threads and must be thread-safe
+// (stateless, or synchronised internally).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/asio.hpp"
+#include "core/expected.hpp"
+
+namespace chatd::llm {
+
+struct ChatMessage {
+  std::string role;  // "system", "user", "assistant"
+  std::string content;
+};
+
+struct ChatRequest {
+  std::string model;  // the provider's model name (ModelInfo::upstream_model), not the public one
+  std::vector<ChatMessage> messages;
+  std::optional<double> temperature;
+  std::optional<double> top_p;
+  std::optional<std::int64_t> max_tokens;
+  /// Bound the wait for the first chunk and between two chunks. Providers enforce them:
+  /// past one, Next() fails with kUpstreamTimeout.
+  std::chrono::milliseconds first_byte_timeout{std::chrono::seconds(30)};
+  std::chrono::milliseconds idle_timeout{std::chrono::seconds(30)};
+};
+
+struct Usage {
+  std::int64_t prompt_tokens = 0;
+  std::int64_t completion_tokens = 0;
+};
+
+struct ChatChunk {
+  std::string delta;          // text to append; may be empty
+  std::string finish_reason;  // set on the last chunk only: "stop" or "length"
+  std::optional<Usage> usage;  // on the last chunk, when the provider reports it
+};
+
+/// One streamed completion. Pull-based: the consumer asks for the next chunk when it is
+/// ready for it, so a slow client slows the read from the upstream instead of growing a
+/// buffer. Not thread-safe: use it from the executor that created it.
+///
+/// Lifetime: do not destroy a stream while a Next() is pending; to stop early, Cancel()
+/// and let the pending Next() complete (it does so promptly), then drop the stream.
+class ChatStream {
+ public:
+  virtual ~ChatStream() = default;
+
+  /// The next chunk; std::nullopt once the stream ended normally (after the chunk that
+  /// carried finish_reason). Errors mid-stream: kUpstreamTimeout (first_byte_timeout or
+  /// idle_timeout passed), kUpstreamUnavailable (the upstream failed or broke the
+  /// protocol), kUnavailable "cancelled" after Cancel(). After an error, the stream is
+  /// over: further calls return an error too. At most one Next() may be pending.
+  virtual Task<Expected<std::optional<ChatChunk>>> Next() = 0;
+
+  /// Aborts the upstream request at once (closes the connection, stops timers). A pending
+  /// Next() completes promptly with kUnavailable "cancelled", and so does every later
+  /// one. Idempotent; safe at any time, including after the end, from the stream's
+  /// executor. Does not suspend.
+  virtual void Cancel() = 0;
+};
+
+struct EmbeddingRequest {
+  std::string model;  // the provider's model name
+  std::vector<std::string> input;
+  std::optional<int> dimensions;
+};
+
+struct Embeddings {
+  std::vector<std::vector<float>> vectors;  // one per input, in input order
+  Usage usage;                              // prompt_tokens only
+  std::string model;
+};
+
+/// What the registry knows about one public model.
+struct ModelInfo {
+  std::string id;              // the public name clients send ("demo", "gpt-4o")
+  std::string provider;        // Provider::name() of the provider serving it
+  std::string upstream_model;  // the name sent to that provider (ChatRequest::model)
+  std::int64_t context_window = 0;  // in tokens: the chat turn fits history into it
+  bool embeddings = false;          // an embedding model (else a chat model)
+  std::string owned_by;             // /v1/models "owned_by"
+  // Price per token comes with usage accounting.
+};
+
+class Provider {
+ public:
+  virtual ~Provider() = default;
+
+  /// A short stable name for logs, metrics labels and ModelInfo::provider ("demo", "openai").
+  virtual std::string_view name() const = 0;
+
+  /// Starts a completion. Runs on the caller's executor; the returned stream lives there.
+  /// Errors before the first token are returned here, not by Next(): kInvalidArgument
+  /// (the request is invalid for this model), kNotFound (unknown model),
+  /// kUpstreamUnavailable / kUpstreamTimeout (the upstream could not be reached or
+  /// refused — nothing was sent to the client yet, so the caller may retry or fall back).
+  /// The request is not referenced after this completes.
+  virtual Task<Expected<std::unique_ptr<ChatStream>>> StreamChat(const ChatRequest& request) = 0;
+
+  /// Embeds every input. Runs on the caller's executor. Errors: kInvalidArgument (e.g.
+  /// unsupported `dimensions`, not an embedding model), kNotFound, kUpstream*.
+  virtual Task<Expected<Embeddings>> Embed(const EmbeddingRequest& request) = 0;
+};
+
+}  // namespace chatd::llm
