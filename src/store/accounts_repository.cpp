@@ -265,28 +265,11 @@ Task<Expected<Page<UserRecord>>> AccountsRepository::ListUsers(std::string_view 
     const std::string n = std::to_string(params.size());
     sql += " AND (LOWER(email) LIKE $" + n + " ESCAPE '\\' OR LOWER(name) LIKE $" + n + " ESCAPE '\\')";
   }
-  if (!page.cursor.empty()) {
-    auto cursor = DecodeKeysetCursor(page.cursor);
-    if (!cursor) co_return Unexpected{std::move(cursor).error()};
-    params.emplace_back(cursor->sort_key);
-    const std::string t = std::to_string(params.size());
-    params.emplace_back(cursor->id);
-    const std::string i = std::to_string(params.size());
-    sql += " AND (created_at > $" + t + " OR (created_at = $" + t + " AND id > $" + i + "))";
-  }
-  const std::int64_t limit = KeysetPageLimit(page);
-  params.emplace_back(limit + 1);
-  sql += " ORDER BY created_at, id LIMIT $" + std::to_string(params.size());
+  auto limit = AppendKeysetPage(sql, params, page, "created_at", SortOrder::kAscending);
+  if (!limit) co_return Unexpected{std::move(limit).error()};
   auto rows = co_await db_.Execute(sql, std::move(params));
   if (!rows) co_return Unexpected{std::move(rows).error()};
-  Page<UserRecord> out;
-  for (std::size_t i = 0; i < rows->size() && static_cast<std::int64_t>(i) < limit; ++i) {
-    out.items.push_back(ReadUser(*rows, i));
-  }
-  if (static_cast<std::int64_t>(rows->size()) > limit) {
-    out.next_cursor = EncodeKeysetCursor(out.items.back().created_at, out.items.back().id);
-  }
-  co_return out;
+  co_return ReadKeysetPage<UserRecord>(*rows, *limit, ReadUser, [](const UserRecord& u) { return u.created_at; });
 }
 
 // --- refresh tokens ------------------------------------------------------------------
@@ -361,26 +344,11 @@ Task<Expected<Page<ApiKeyRecord>>> AccountsRepository::ListApiKeys(std::string_v
   Params params{std::string(user_id)};
   std::string sql =
       "SELECT " + std::string(kApiKeyColumns) + " FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL";
-  if (!page.cursor.empty()) {
-    auto cursor = DecodeKeysetCursor(page.cursor);
-    if (!cursor) co_return Unexpected{std::move(cursor).error()};
-    params.emplace_back(cursor->sort_key);
-    params.emplace_back(cursor->id);
-    sql += " AND (created_at < $2 OR (created_at = $2 AND id < $3))";
-  }
-  const std::int64_t limit = KeysetPageLimit(page);
-  params.emplace_back(limit + 1);
-  sql += " ORDER BY created_at DESC, id DESC LIMIT $" + std::to_string(params.size());
+  auto limit = AppendKeysetPage(sql, params, page, "created_at", SortOrder::kDescending);
+  if (!limit) co_return Unexpected{std::move(limit).error()};
   auto rows = co_await db_.Execute(sql, std::move(params));
   if (!rows) co_return Unexpected{std::move(rows).error()};
-  Page<ApiKeyRecord> out;
-  for (std::size_t i = 0; i < rows->size() && static_cast<std::int64_t>(i) < limit; ++i) {
-    out.items.push_back(ReadApiKey(*rows, i));
-  }
-  if (static_cast<std::int64_t>(rows->size()) > limit) {
-    out.next_cursor = EncodeKeysetCursor(out.items.back().created_at, out.items.back().id);
-  }
-  co_return out;
+  co_return ReadKeysetPage<ApiKeyRecord>(*rows, *limit, ReadApiKey, [](const ApiKeyRecord& k) { return k.created_at; });
 }
 
 Task<Expected<bool>> AccountsRepository::RevokeApiKey(std::string_view user_id, std::string_view key_id,

@@ -97,28 +97,12 @@ Task<Expected<Page<ConversationRecord>>> ConversationsRepository::List(std::stri
     params.emplace_back(LikeSubstringPattern(filter.title_contains));
     sql += " AND LOWER(title) LIKE $" + std::to_string(params.size()) + " ESCAPE '\\'";
   }
-  if (!page.cursor.empty()) {
-    auto cursor = DecodeKeysetCursor(page.cursor);
-    if (!cursor) co_return Unexpected{std::move(cursor).error()};
-    params.emplace_back(cursor->sort_key);
-    const std::string t = std::to_string(params.size());
-    params.emplace_back(cursor->id);
-    const std::string i = std::to_string(params.size());
-    sql += " AND (updated_at < $" + t + " OR (updated_at = $" + t + " AND id < $" + i + "))";
-  }
-  const std::int64_t limit = KeysetPageLimit(page);
-  params.emplace_back(limit + 1);
-  sql += " ORDER BY updated_at DESC, id DESC LIMIT $" + std::to_string(params.size());
+  auto limit = AppendKeysetPage(sql, params, page, "updated_at", SortOrder::kDescending);
+  if (!limit) co_return Unexpected{std::move(limit).error()};
   auto rows = co_await db_.Execute(sql, std::move(params));
   if (!rows) co_return Unexpected{std::move(rows).error()};
-  Page<ConversationRecord> out;
-  for (std::size_t i = 0; i < rows->size() && static_cast<std::int64_t>(i) < limit; ++i) {
-    out.items.push_back(ReadConversation(*rows, i));
-  }
-  if (static_cast<std::int64_t>(rows->size()) > limit) {
-    out.next_cursor = EncodeKeysetCursor(out.items.back().updated_at, out.items.back().id);
-  }
-  co_return out;
+  co_return ReadKeysetPage<ConversationRecord>(*rows, *limit, ReadConversation,
+                                               [](const ConversationRecord& c) { return c.updated_at; });
 }
 
 Task<Expected<std::optional<ConversationRecord>>> ConversationsRepository::Update(std::string_view user_id,

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include <fmt/format.h>
+
 namespace chatd::store {
 
 namespace {
@@ -88,6 +90,25 @@ std::string LikeSubstringPattern(std::string_view text) {
   }
   out.push_back('%');
   return out;
+}
+
+Expected<std::int64_t> AppendKeysetPage(std::string& sql, Params& params, const PageRequest& page,
+                                        std::string_view column, SortOrder order) {
+  const std::string_view after = order == SortOrder::kAscending ? ">" : "<";
+  const std::string_view direction = order == SortOrder::kAscending ? "" : " DESC";
+  if (!page.cursor.empty()) {
+    auto cursor = DecodeKeysetCursor(page.cursor);
+    if (!cursor) return Unexpected{std::move(cursor).error()};
+    params.emplace_back(std::move(cursor->sort_key));
+    const std::string key = "$" + std::to_string(params.size());
+    params.emplace_back(std::move(cursor->id));
+    const std::string id = "$" + std::to_string(params.size());
+    sql += fmt::format(" AND ({0} {1} {2} OR ({0} = {2} AND id {1} {3}))", column, after, key, id);
+  }
+  const std::int64_t limit = KeysetPageLimit(page);
+  params.emplace_back(limit + 1);
+  sql += fmt::format(" ORDER BY {0}{1}, id{1} LIMIT ${2}", column, direction, params.size());
+  return limit;
 }
 
 }  // namespace chatd::store
