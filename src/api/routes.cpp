@@ -13,6 +13,7 @@ void AddRoutes(http::Router& router, Services& services, std::string_view prefix
   auto& guard = services.guard;
   auto& accounts = services.accounts;
   auto& conversations = services.conversations;
+  auto& messages = services.messages;
   const std::string api(prefix);
 
   // Public: method, path, handler.
@@ -45,6 +46,8 @@ void AddRoutes(http::Router& router, Services& services, std::string_view prefix
   protect(Method::kGet, api + "/conversations/{id}", Access::kUser, conversations, &ConversationsApi::Get);
   protect(Method::kPatch, api + "/conversations/{id}", Access::kUser, conversations, &ConversationsApi::Update);
   protect(Method::kDelete, api + "/conversations/{id}", Access::kUser, conversations, &ConversationsApi::Delete);
+  protect(Method::kGet, api + "/conversations/{id}/messages", Access::kUser, messages, &MessagesApi::ListBranch);
+  protect(Method::kPut, api + "/conversations/{id}/current-leaf", Access::kUser, messages, &MessagesApi::SwitchLeaf);
 }
 
 }  // namespace chatd::api

@@ -3,6 +3,7 @@
 #include "api/accounts_api.hpp"
 #include "api/conversations_api.hpp"
 #include "api/guard.hpp"
+#include "api/messages_api.hpp"
 #include "api/operations.hpp"
 #include "http/router.hpp"
 
@@ -14,6 +15,7 @@ struct Services {
   Guard& guard;
   AccountsApi& accounts;
   ConversationsApi& conversations;
+  MessagesApi& messages;
 };
 
 /// Registers every route of the HTTP surface on `router`: the one table of routes.

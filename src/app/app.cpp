@@ -18,11 +18,13 @@
 #include "accounts/secret_store.hpp"
 #include "api/accounts_api.hpp"
 #include "api/conversations_api.hpp"
+#include "api/messages_api.hpp"
 #include "api/guard.hpp"
 #include "api/operations.hpp"
 #include "api/routes.hpp"
 #include "cache/rate_limiter.hpp"
 #include "chat/conversation_service.hpp"
+#include "chat/message_service.hpp"
 #include "core/blocking_pool.hpp"
 #include "core/clock.hpp"
 #include "http/client_ip.hpp"
@@ -112,7 +114,9 @@ int Serve(const AppConfig& loaded) {
   api::AccountsApi accounts_api(accounts, guard);
   chat::ConversationService conversations(*database, clock);
   api::ConversationsApi conversations_api(conversations);
-  api::Services services{operations, guard, accounts_api, conversations_api};
+  chat::MessageService messages(*database, clock);
+  api::MessagesApi messages_api(messages);
+  api::Services services{operations, guard, accounts_api, conversations_api, messages_api};
   http::Router router;
   api::AddRoutes(router, services, config.api_prefix);
 
@@ -155,6 +159,14 @@ int Serve(const AppConfig& loaded) {
             co_return;
           }
           if (*applied > 0) log::Info("migrations applied", {{"count", *applied}});
+        }
+        // Answers a dead process left "streaming" will never finish: say so. (With several
+        // processes on one PostgreSQL this also marks a live one's answers; its next flush
+        // writes "streaming" back.)
+        if (auto interrupted = co_await messages.MarkInterrupted(); !interrupted) {
+          log::Error("cannot mark interrupted generations", {{"error", interrupted.error().message}});
+        } else if (*interrupted > 0) {
+          log::Info("marked interrupted generations incomplete", {{"count", *interrupted}});
         }
         if (!config.admin_email.empty()) {
           auto admin = co_await accounts.CreateUser(config.admin_email, config.admin_password, "", accounts::Role::kAdmin);

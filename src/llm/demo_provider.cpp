@@ -1,7 +1,5 @@
 #include "llm/demo_provider.hpp"
 
-#include <boost/asio/redirect_error.hpp>
-
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -9,6 +7,8 @@
 #include <numeric>
 #include <string>
 #include <utility>
+
+#include <boost/asio/redirect_error.hpp>
 
 namespace chatd::llm {
 namespace {
@@ -177,9 +177,9 @@ std::string BuildReply(const std::vector<ChatMessage>& messages, std::int64_t mi
 class DemoStream final : public ChatStream {
  public:
   struct Plan {
-    std::string text;                    // words separated by single spaces
-    std::int64_t limit = 0;              // words to send before finishing
-    std::string finish_reason;           // "stop" or "length"
+    std::string text;                         // words separated by single spaces
+    std::int64_t limit = 0;                   // words to send before finishing
+    std::string finish_reason;                // "stop" or "length"
     std::optional<std::int64_t> stall_after;  // stop sending (and time out) after this many
     milliseconds interval{0};
     milliseconds first_byte_timeout{0};
@@ -210,9 +210,9 @@ class DemoStream final : public ChatStream {
       }
     }
     if (times_out) {
-      failure_ = Error{ErrorCode::kUpstreamTimeout,
-                       std::string(first ? "no first token" : "no token") + " from the model within " +
-                           std::to_string(timeout.count()) + " ms"};
+      failure_ =
+          Error{ErrorCode::kUpstreamTimeout, std::string(first ? "no first token" : "no token") +
+                                                 " from the model within " + std::to_string(timeout.count()) + " ms"};
       co_return Unexpected{*failure_};
     }
 
@@ -322,7 +322,8 @@ Task<Expected<std::unique_ptr<ChatStream>>> DemoProvider::StreamChat(const ChatR
                         "model");
   }
   if (!IsChatModel(model)) co_return UnknownModel(model);
-  if (request.messages.empty()) co_return MakeError(ErrorCode::kInvalidArgument, "messages must not be empty", "messages");
+  if (request.messages.empty())
+    co_return MakeError(ErrorCode::kInvalidArgument, "messages must not be empty", "messages");
   if (request.max_tokens && *request.max_tokens < 1) {
     co_return MakeError(ErrorCode::kInvalidArgument, "max_tokens must be at least 1", "max_tokens");
   }
@@ -338,7 +339,8 @@ Task<Expected<std::unique_ptr<ChatStream>>> DemoProvider::StreamChat(const ChatR
     plan.limit = *request.max_tokens;
     plan.finish_reason = "length";
   }
-  if (model == kDemoStall) plan.stall_after = std::max<std::int64_t>(0, std::min<std::int64_t>(config_.stall_after_tokens, plan.limit - 1));
+  if (model == kDemoStall)
+    plan.stall_after = std::max<std::int64_t>(0, std::min<std::int64_t>(config_.stall_after_tokens, plan.limit - 1));
   plan.interval = slow ? config_.slow_token_interval : config_.token_interval;
   plan.first_byte_timeout = request.first_byte_timeout;
   plan.idle_timeout = request.idle_timeout;

@@ -46,8 +46,8 @@ struct Usage {
 };
 
 struct ChatChunk {
-  std::string delta;          // text to append; may be empty
-  std::string finish_reason;  // set on the last chunk only: "stop" or "length"
+  std::string delta;           // text to append; may be empty
+  std::string finish_reason;   // set on the last chunk only: "stop" or "length"
   std::optional<Usage> usage;  // on the last chunk, when the provider reports it
 };
 
@@ -89,9 +89,9 @@ struct Embeddings {
 
 /// What the registry knows about one public model.
 struct ModelInfo {
-  std::string id;              // the public name clients send ("demo", "gpt-4o")
-  std::string provider;        // Provider::name() of the provider serving it
-  std::string upstream_model;  // the name sent to that provider (ChatRequest::model)
+  std::string id;                   // the public name clients send ("demo", "gpt-4o")
+  std::string provider;             // Provider::name() of the provider serving it
+  std::string upstream_model;       // the name sent to that provider (ChatRequest::model)
   std::int64_t context_window = 0;  // in tokens: the chat turn fits history into it
   bool embeddings = false;          // an embedding model (else a chat model)
   std::string owned_by;             // /v1/models "owned_by"
