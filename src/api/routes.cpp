@@ -14,6 +14,7 @@ void AddRoutes(http::Router& router, Services& services, std::string_view prefix
   auto& accounts = services.accounts;
   auto& conversations = services.conversations;
   auto& messages = services.messages;
+  auto& chat = services.chat;
   const std::string api(prefix);
 
   // Public: method, path, handler.
@@ -48,6 +49,8 @@ void AddRoutes(http::Router& router, Services& services, std::string_view prefix
   protect(Method::kDelete, api + "/conversations/{id}", Access::kUser, conversations, &ConversationsApi::Delete);
   protect(Method::kGet, api + "/conversations/{id}/messages", Access::kUser, messages, &MessagesApi::ListBranch);
   protect(Method::kPut, api + "/conversations/{id}/current-leaf", Access::kUser, messages, &MessagesApi::SwitchLeaf);
+  protect(Method::kPost, api + "/conversations/{id}/messages", Access::kUser, chat, &ChatApi::SendMessage);
+  protect(Method::kGet, api + "/models", Access::kUser, chat, &ChatApi::ListModels);
 }
 
 }  // namespace chatd::api

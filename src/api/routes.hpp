@@ -1,6 +1,7 @@
 #pragma once
 
 #include "api/accounts_api.hpp"
+#include "api/chat_api.hpp"
 #include "api/conversations_api.hpp"
 #include "api/guard.hpp"
 #include "api/messages_api.hpp"
@@ -16,6 +17,7 @@ struct Services {
   AccountsApi& accounts;
   ConversationsApi& conversations;
   MessagesApi& messages;
+  ChatApi& chat;
 };
 
 /// Registers every route of the HTTP surface on `router`: the one table of routes.

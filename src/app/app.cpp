@@ -17,6 +17,7 @@
 #include "accounts/account_service.hpp"
 #include "accounts/secret_store.hpp"
 #include "api/accounts_api.hpp"
+#include "api/chat_api.hpp"
 #include "api/conversations_api.hpp"
 #include "api/messages_api.hpp"
 #include "api/guard.hpp"
@@ -28,6 +29,8 @@
 #include "core/blocking_pool.hpp"
 #include "core/clock.hpp"
 #include "http/client_ip.hpp"
+#include "llm/demo_provider.hpp"
+#include "llm/model_registry.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
 #include "http/middleware.hpp"
@@ -116,7 +119,23 @@ int Serve(const AppConfig& loaded) {
   api::ConversationsApi conversations_api(conversations);
   chat::MessageService messages(*database, clock);
   api::MessagesApi messages_api(messages);
-  api::Services services{operations, guard, accounts_api, conversations_api, messages_api};
+  // Models: only the built-in demo provider so far; real providers come from config.
+  llm::DemoProvider demo(config.demo);
+  llm::ModelRegistry models(config.llm_model);
+  for (const auto& model : llm::DemoProvider::Models()) {
+    if (auto added = models.Add(demo, model); !added) {
+      log::Error("cannot register a model", {{"model", model.id}, {"error", added.error().message}});
+      return 1;
+    }
+  }
+  if (auto fallback = models.Resolve(""); !fallback) {
+    log::Error("LLM_MODEL names no known model", {{"model", config.llm_model}});
+    return 2;
+  }
+  log::Warn("no real LLM provider is configured: serving the built-in demo models", {{"default_model", config.llm_model}});
+  chat::ChatService chat(config.chat, conversations, messages, models);
+  api::ChatApi chat_api(chat, models);
+  api::Services services{operations, guard, accounts_api, conversations_api, messages_api, chat_api};
   http::Router router;
   api::AddRoutes(router, services, config.api_prefix);
 

@@ -82,6 +82,14 @@ Expected<AppConfig> LoadConfig(const EnvSource& env) {
   accounts.lockout_duration = std::chrono::duration_cast<std::chrono::seconds>(
       read.Duration("LOGIN_LOCKOUT_DURATION", std::chrono::minutes(15)));
 
+  config.llm_model = read.String("LLM_MODEL", "demo");
+  auto& chat = config.chat;
+  chat.default_max_tokens = read.Integer("LLM_MAX_TOKENS", 1024, 1, 1'000'000);
+  if (env.Get("LLM_TEMPERATURE")) chat.default_temperature = read.Number("LLM_TEMPERATURE", 0.7, 0, 2);
+  chat.first_byte_timeout = read.Duration("LLM_FIRST_BYTE_TIMEOUT", std::chrono::seconds(30));
+  chat.idle_timeout = read.Duration("LLM_IDLE_TIMEOUT", std::chrono::seconds(30));
+  config.demo.token_interval = read.Duration("DEMO_TOKEN_INTERVAL", std::chrono::milliseconds(20));
+
   auto& limits = config.rate_limits;
   limits.enabled = read.Bool("RATE_LIMIT_ENABLED", true);
   limits.api = RateLimitSetting(read, "RATE_LIMIT_API", "10/s", 20);
@@ -187,6 +195,10 @@ std::string DescribeConfig(const AppConfig& config) {
   line("ENCRYPTION_KEY", config.encryption_key.empty() ? "(not set)" : "****");
   line("ENCRYPTION_KEY_PREVIOUS", config.encryption_key_previous.empty() ? "(not set)" : "****");
   line("TRUSTED_PROXIES", Join(config.trusted_proxies));
+  line("LLM_MODEL", config.llm_model);
+  line("LLM_MAX_TOKENS", config.chat.default_max_tokens);
+  line("LLM_TEMPERATURE", config.chat.default_temperature ? fmt::format("{}", *config.chat.default_temperature) : "(provider default)");
+  line("DEMO_TOKEN_INTERVAL", fmt::format("{}ms", config.demo.token_interval.count()));
   line("RATE_LIMIT_ENABLED", config.rate_limits.enabled);
   line("RATE_LIMIT_API", fmt::format("{}/s burst {}", config.rate_limits.api.rate_per_second, config.rate_limits.api.burst));
   line("RATE_LIMIT_LOGIN", fmt::format("{}/s burst {}", config.rate_limits.login.rate_per_second, config.rate_limits.login.burst));

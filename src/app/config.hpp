@@ -8,6 +8,8 @@
 
 #include "accounts/account_service.hpp"
 #include "api/guard.hpp"
+#include "chat/chat_service.hpp"
+#include "llm/demo_provider.hpp"
 #include "core/config_env.hpp"
 #include "core/log.hpp"
 #include "http/server.hpp"
@@ -33,6 +35,9 @@ struct AppConfig {
   log::LogConfig log;
   accounts::AccountsConfig accounts;  // accounts.secret_key may be empty until ResolveSecretKey
   api::RateLimitConfig rate_limits;
+  std::string llm_model = "demo";  // LLM_MODEL: the default model
+  chat::ChatConfig chat;
+  llm::DemoConfig demo;
 };
 
 /// Reads and validates the configuration. On an invalid value the error is one line

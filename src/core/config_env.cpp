@@ -103,6 +103,24 @@ std::int64_t ConfigReader::Integer(std::string_view key, std::int64_t fallback, 
   return parsed;
 }
 
+double ConfigReader::Number(std::string_view key, double fallback, double min, double max) {
+  auto value = env_.Get(key);
+  if (!value) return fallback;
+  const std::string_view text = Trim(*value);
+  double parsed = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), parsed);
+  const std::string accepted = fmt::format("a number from {} to {}", min, max);
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty()) {
+    Fail(key, *value, "is not a number", accepted);
+    return fallback;
+  }
+  if (parsed < min || parsed > max) {
+    Fail(key, *value, "is out of range", accepted);
+    return fallback;
+  }
+  return parsed;
+}
+
 bool ConfigReader::Bool(std::string_view key, bool fallback) {
   auto value = env_.Get(key);
   if (!value) return fallback;

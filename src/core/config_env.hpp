@@ -41,6 +41,7 @@ class ConfigReader {
 
   std::string String(std::string_view key, std::string fallback);
   std::int64_t Integer(std::string_view key, std::int64_t fallback, std::int64_t min, std::int64_t max);
+  double Number(std::string_view key, double fallback, double min, double max);
   bool Bool(std::string_view key, bool fallback);
   std::chrono::milliseconds Duration(std::string_view key, std::chrono::milliseconds fallback);
   std::uint64_t Bytes(std::string_view key, std::uint64_t fallback);
