@@ -1,0 +1,151 @@
+// ChatService (the chat turn) against the demo provider on every backend, with a sink that
+// records events: what a client sees and what is stored must agree, and failures must
+// leave the message stored with status "error".
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "accounts_test_database.hpp"
+#include "chat/chat_service.hpp"
+#include "core/ids.hpp"
+#include "llm/demo_provider.hpp"
+#include "store/accounts_repository.hpp"
+
+namespace chatd::chat {
+namespace {
+
+using namespace std::chrono_literals;
+using chatd::testing::Backend;
+
+// Records every event; stops "listening" after `listen_for` events (a client leaving).
+class RecordingSink final : public TurnSink {
+ public:
+  explicit RecordingSink(std::size_t listen_for = SIZE_MAX) : listen_for_(listen_for) {}
+  Task<bool> Send(const TurnEvent& event) override {
+    events.push_back(event);
+    co_return events.size() < listen_for_;
+  }
+  std::vector<TurnEvent> events;
+
+ private:
+  std::size_t listen_for_;
+};
+
+class ChatTurnTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override {
+    if (!database_.Open(GetParam())) GTEST_SKIP() << "set CHATD_TEST_DATABASE_URL to run the PostgreSQL variant";
+    for (const auto& model : llm::DemoProvider::Models()) ASSERT_TRUE(models_.Add(demo_, model));
+    conversations_ = std::make_unique<ConversationService>(database_.db(), clock_);
+    messages_ = std::make_unique<MessageService>(database_.db(), clock_);
+    ChatConfig config;
+    config.idle_timeout = 50ms;
+    config.flush_interval = 0ms;  // store every piece, so the test sees each flush
+    chat_ = std::make_unique<ChatService>(config, *conversations_, *messages_, models_);
+
+    store::AccountsRepository accounts(database_.db());
+    store::UserRecord user;
+    user.id = user_ = NewUuidV7();
+    user.email = "turn@example.com";
+    user.created_at = user.updated_at = FormatRfc3339(clock_.Now());
+    ASSERT_TRUE(database_.Await(accounts.InsertUser(user)));
+    NewConversation request;
+    request.system_prompt = "Be brief.";
+    auto created = database_.Await(conversations_->Create(user_, request));
+    ASSERT_TRUE(created);
+    conversation_ = created->id;
+  }
+  void TearDown() override { database_.Drain(); }
+
+  Expected<Message> Turn(TurnRequest request, TurnSink& sink) {
+    return database_.Await(chat_->Run(user_, conversation_, request, sink));
+  }
+
+  chatd::testing::TestDatabase database_;
+  ManualClock clock_;
+  llm::DemoProvider demo_{llm::DemoConfig{0ms, 0ms, 3}};
+  llm::ModelRegistry models_;
+  std::unique_ptr<ConversationService> conversations_;
+  std::unique_ptr<MessageService> messages_;
+  std::unique_ptr<ChatService> chat_;
+  std::string user_;
+  std::string conversation_;
+};
+
+TEST_P(ChatTurnTest, EventsMatchWhatIsStored) {
+  RecordingSink sink;
+  auto message = Turn({"Hello there"}, sink);
+  ASSERT_TRUE(message) << message.error().message;
+  ASSERT_GE(sink.events.size(), 3u);
+  EXPECT_EQ(sink.events.front().type, TurnEvent::Type::kMessageCreated);
+  EXPECT_EQ(sink.events.back().type, TurnEvent::Type::kCompleted);
+  std::string streamed;
+  for (const auto& event : sink.events) {
+    if (event.type == TurnEvent::Type::kDelta) streamed += event.content;
+    EXPECT_EQ(event.assistant_message_id, message->id);
+  }
+  EXPECT_EQ(message->content, streamed);
+  EXPECT_EQ(message->status, "complete");
+  EXPECT_EQ(message->finish_reason.value_or(""), "stop");
+  EXPECT_EQ(message->completion_tokens, static_cast<std::int64_t>(sink.events.size() - 2));
+  EXPECT_EQ(message->completion_tokens, sink.events.back().usage.completion_tokens);
+  EXPECT_NE(streamed.find("Hello there"), std::string::npos);
+}
+
+TEST_P(ChatTurnTest, AClientThatLeavesStillGetsItsAnswerStored) {
+  RecordingSink sink(/*listen_for=*/2);
+  auto message = Turn({"keep going"}, sink);
+  ASSERT_TRUE(message) << message.error().message;
+  EXPECT_EQ(sink.events.size(), 2u);  // nothing is sent after the client left
+  EXPECT_EQ(message->status, "complete");
+  EXPECT_GT(message->completion_tokens, 5);
+}
+
+TEST_P(ChatTurnTest, FailuresEndWithAnErrorEventAndAStoredError) {
+  RecordingSink failing;
+  auto failed = Turn({"x", std::nullopt, "demo-error"}, failing);
+  ASSERT_TRUE(failed);
+  EXPECT_EQ(failed->status, "error");
+  EXPECT_EQ(failing.events.back().type, TurnEvent::Type::kError);
+  EXPECT_EQ(failing.events.back().error.code, ErrorCode::kUpstreamUnavailable);
+
+  RecordingSink stalled;
+  auto stall = Turn({"y", std::nullopt, "demo-stall"}, stalled);
+  ASSERT_TRUE(stall);
+  EXPECT_EQ(stall->status, "error");
+  EXPECT_FALSE(stall->content.empty()) << "what arrived before the stall is kept";
+  EXPECT_EQ(stalled.events.back().error.code, ErrorCode::kUpstreamTimeout);
+}
+
+TEST_P(ChatTurnTest, RefusalsComeBeforeAnythingIsStored) {
+  RecordingSink sink;
+  EXPECT_EQ(Turn({"", std::nullopt}, sink).error().param, "content");
+  EXPECT_EQ(Turn({"x", std::nullopt, "no-such-model"}, sink).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(Turn({"x", std::nullopt, "demo-embedding"}, sink).error().param, "model");
+  EXPECT_EQ(Turn({"x", std::nullopt, "", 3.0}, sink).error().param, "temperature");
+  EXPECT_EQ(database_.Await(chat_->Run(NewUuidV7(), conversation_, {"x"}, sink)).error().code, ErrorCode::kNotFound);
+  EXPECT_TRUE(sink.events.empty());
+  auto branch = database_.Await(messages_->GetBranch(user_, conversation_, PageRequest{100, {}}, false));
+  ASSERT_TRUE(branch);
+  EXPECT_TRUE(branch->items.empty());
+}
+
+TEST_P(ChatTurnTest, MaxTokensAndTheHistoryReachTheModel) {
+  RecordingSink first;
+  ASSERT_TRUE(Turn({"first"}, first));
+  RecordingSink second;
+  TurnRequest request{"second"};
+  request.max_tokens = 3;
+  auto message = Turn(request, second);
+  ASSERT_TRUE(message);
+  EXPECT_EQ(message->completion_tokens, 3);
+  EXPECT_EQ(message->finish_reason.value_or(""), "length");
+  EXPECT_GT(second.events.back().usage.prompt_tokens, first.events.back().usage.prompt_tokens);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, ChatTurnTest, ::testing::Values(Backend::kSqlite, Backend::kPostgres),
+                         chatd::testing::BackendName);
+
+}  // namespace
+}  // namespace chatd::chat
