@@ -130,6 +130,14 @@ Task<http::Response> ChatApi::SendMessage(http::Request& request, const accounts
   }
   auto stream = body->OptionalBool("stream");
   if (!stream) co_return ErrorResponse(stream.error());
+  auto on_disconnect = body->OptionalString("on_disconnect");
+  if (!on_disconnect) co_return ErrorResponse(on_disconnect.error());
+  if (*on_disconnect && **on_disconnect != "cancel" && **on_disconnect != "continue") {
+    co_return ErrorResponse(
+        Error{ErrorCode::kInvalidArgument, "on_disconnect must be \"continue\" or \"cancel\"", "on_disconnect"});
+  }
+  turn.cancel_on_disconnect = *on_disconnect && **on_disconnect == "cancel";
+  turn.credential_id = caller.api_key_id;
 
   const std::string conversation_id(request.Param("id"));
   if (!stream->value_or(true)) {
@@ -149,6 +157,15 @@ Task<http::Response> ChatApi::SendMessage(http::Request& request, const accounts
     co_return http::Response::FromError(ErrorCode::kInternal, "the turn produced no events");
   }
   co_return http::Response{};  // the stream carried the answer
+}
+
+Task<http::Response> ChatApi::Cancel(http::Request& request, const accounts::Principal& caller) {
+  const std::string_view message_id = request.Param("mid");
+  if (generations_.Cancel(caller.user_id, message_id)) co_return http::Response(202, R"({"status":"cancelling"})", "application/json");
+  // Not generating here: someone else's or missing is 404; the caller's own is 409.
+  auto message = co_await messages_.Get(caller.user_id, request.Param("id"), message_id);
+  if (!message) co_return ErrorResponse(message.error());
+  co_return ErrorResponse(Error{ErrorCode::kConflict, "this message is not being generated"});
 }
 
 Task<http::Response> ChatApi::ListModels(http::Request&, const accounts::Principal&) {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
+#include <memory>
 
 #include <fmt/format.h>
 
@@ -147,25 +149,49 @@ Task<Expected<Message>> ChatService::Run(std::string_view user_id, std::string_v
     co_return co_await messages_.Get(user_id, conversation_id, assistant_id);
   };
 
-  auto stream = co_await provider.StreamChat(call);
-  if (!stream) co_return co_await fail(std::move(stream).error());
+  auto opened = co_await provider.StreamChat(call);
+  if (!opened) co_return co_await fail(std::move(opened).error());
+  // Shared so a cancel arriving through Generations (posted to this executor) can reach
+  // the stream while it lives and do nothing after.
+  std::shared_ptr<llm::ChatStream> stream = std::move(*opened);
+  auto cancelled = std::make_shared<bool>(false);
+  // Separate statements: g++ 12 destroys temporaries twice in a full-expression that
+  // also holds a co_await.
+  const asio::any_io_executor executor = co_await asio::this_coro::executor;
+  std::function<void()> cancel = [weak = std::weak_ptr<llm::ChatStream>(stream), cancelled] {
+    *cancelled = true;
+    if (auto live = weak.lock()) live->Cancel();
+  };
+  generations_.Add(assistant_id, std::string(user_id), request.credential_id, executor, std::move(cancel));
+  struct Unregister {
+    Generations& generations;
+    const std::string& id;
+    ~Unregister() { generations.Remove(id); }
+  } unregister{generations_, assistant_id};
 
   auto last_flush = std::chrono::steady_clock::now();
   std::size_t unflushed = 0;
+  std::int64_t pieces = 0;  // what was generated, when the provider reports no usage
   while (true) {
-    auto chunk = co_await (*stream)->Next();
+    auto chunk = co_await stream->Next();
+    if (!chunk && *cancelled) break;
     if (!chunk) co_return co_await fail(std::move(chunk).error());
     if (!*chunk) break;  // the stream ended without a final chunk: treat as complete
     const llm::ChatChunk& piece = **chunk;
     if (!piece.delta.empty() && progress.content.size() + piece.delta.size() <= kMaxStoredAnswerBytes) {
       progress.content += piece.delta;
       unflushed += piece.delta.size();
+      ++pieces;
       if (listening) {
         TurnEvent delta;
         delta.type = TurnEvent::Type::kDelta;
         delta.assistant_message_id = assistant_id;
         delta.content = piece.delta;
         listening = co_await sink.Send(delta);
+        if (!listening && request.cancel_on_disconnect) {
+          *cancelled = true;
+          stream->Cancel();
+        }
       }
     }
     if (piece.usage) {
@@ -181,7 +207,9 @@ Task<Expected<Message>> ChatService::Run(std::string_view user_id, std::string_v
     }
   }
 
-  progress.status = "complete";
+  if (progress.completion_tokens == 0) progress.completion_tokens = pieces;
+  progress.status = *cancelled ? "cancelled" : "complete";
+  if (*cancelled) progress.finish_reason = "cancelled";
   if (!progress.finish_reason) progress.finish_reason = "stop";
   co_await flush();
   if (listening) {

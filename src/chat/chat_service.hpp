@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include "chat/conversation_service.hpp"
+#include "chat/generations.hpp"
 #include "chat/message_service.hpp"
 #include "core/asio.hpp"
 #include "core/expected.hpp"
@@ -53,6 +54,12 @@ struct TurnRequest {
   std::string model;  // empty: the conversation's model, else the default
   std::optional<double> temperature;
   std::optional<std::int64_t> max_tokens;
+  /// Stop generating when the client leaves (`"on_disconnect": "cancel"`); by default
+  /// the answer is finished and stored without it.
+  bool cancel_on_disconnect = false;
+  /// The credential that started the turn (an API key id; empty for a session), so that
+  /// revoking it stops its generations.
+  std::string credential_id;
 };
 
 struct ChatConfig {
@@ -67,13 +74,19 @@ struct ChatConfig {
 class ChatService {
  public:
   ChatService(ChatConfig config, ConversationService& conversations, MessageService& messages,
-              const llm::ModelRegistry& models)
-      : config_(config), conversations_(conversations), messages_(messages), models_(models) {}
+              const llm::ModelRegistry& models, Generations& generations)
+      : config_(config),
+        conversations_(conversations),
+        messages_(messages),
+        models_(models),
+        generations_(generations) {}
 
   /// Runs one turn on the caller's executor. Problems found before anything is stored
   /// (bad input, someone else's conversation, an unknown model) are returned as errors
   /// and send nothing; after that, a failure ends the turn with an error event and the
-  /// message stored with status "error". Returns the assistant message as stored last.
+  /// message stored with status "error", and a cancel (Generations) with
+  /// `message.completed` whose finish_reason is "cancelled" and the message stored as
+  /// "cancelled". Returns the assistant message as stored last.
   Task<Expected<Message>> Run(std::string_view user_id, std::string_view conversation_id,
                               const TurnRequest& request, TurnSink& sink);
 
@@ -87,6 +100,7 @@ class ChatService {
   ConversationService& conversations_;
   MessageService& messages_;
   const llm::ModelRegistry& models_;
+  Generations& generations_;
 };
 
 }  // namespace chatd::chat

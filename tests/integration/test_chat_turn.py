@@ -204,3 +204,90 @@ def test_models_lists_the_chat_models(api):
     ids = [m["id"] for m in r.json()["data"]]
     assert "demo" in ids and "demo-embedding" not in ids
     assert [m for m in r.json()["data"] if m["default"]][0]["id"] == "demo"
+
+
+# ------------------------------------------------------------------------ cancel
+
+
+class StreamingClient:
+    """A raw SSE request kept open, so a test can act while the answer is streaming."""
+
+    def __init__(self, port, token, cid, body):
+        data = json.dumps(body).encode()
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+        self.sock.sendall(
+            f"POST /api/v1/conversations/{cid}/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+        self.received = b""
+
+    def read_until(self, marker: bytes) -> None:
+        while marker not in self.received:
+            chunk = self.sock.recv(4096)
+            assert chunk, self.received
+            self.received += chunk
+
+    def assistant_id(self) -> str:
+        self.read_until(b"event: delta")
+        return re.search(rb'"assistant_message_id":"([0-9a-f-]{36})"', self.received).group(1).decode()
+
+    def close(self):
+        self.sock.close()
+
+
+def test_owner_cancels_a_streaming_answer(api, accounts_server):
+    user, other = api.new_user(), api.new_user()
+    cid = conversation(api, user)
+    client = StreamingClient(accounts_server.port, user.access, cid, {"content": "long one", "model": "demo-slow"})
+    try:
+        mid = client.assistant_id()
+        # someone else cannot, and learns nothing
+        assert_not_found(api.call("POST", f"/conversations/{cid}/messages/{mid}/cancel", token=other.access))
+        started = time.monotonic()
+        r = api.call("POST", f"/conversations/{cid}/messages/{mid}/cancel", token=user.access)
+        assert r.status == 202, r
+        client.read_until(b"event: message.completed")
+        assert time.monotonic() - started < 1.0, "the generation did not stop within 1 s"
+        assert b'"finish_reason":"cancelled"' in client.received
+    finally:
+        client.close()
+    stored = wait_for_status(api, user, cid, mid, "cancelled")
+    assert stored["content"] and stored["finish_reason"] == "cancelled"
+    assert stored["usage"]["completion_tokens"] < 100
+    # cancelling what is no longer generating is a conflict, not a not-found
+    r = api.call("POST", f"/conversations/{cid}/messages/{mid}/cancel", token=user.access)
+    assert r.status == 409, r
+
+
+def test_on_disconnect_cancel_stops_when_the_client_leaves(api, accounts_server):
+    user = api.new_user()
+    cid = conversation(api, user)
+    client = StreamingClient(accounts_server.port, user.access, cid,
+                             {"content": "bye", "model": "demo-slow", "on_disconnect": "cancel"})
+    mid = client.assistant_id()
+    client.close()
+    stored = wait_for_status(api, user, cid, mid, "cancelled", deadline_s=5)
+    assert stored["usage"]["completion_tokens"] < 100
+
+
+def test_disabling_a_user_ends_their_streams(api, accounts_server):
+    admin, user = api.admin(), api.new_user()
+    cid = conversation(api, user)
+    client = StreamingClient(accounts_server.port, user.access, cid, {"content": "still here?", "model": "demo-slow"})
+    try:
+        mid = client.assistant_id()
+        assert api.admin_patch(admin.access, user.id, {"is_active": False}).status == 200
+        client.read_until(b"event: message.completed")
+        assert b'"finish_reason":"cancelled"' in client.received
+    finally:
+        client.close()
+    assert api.admin_patch(admin.access, user.id, {"is_active": True}).status == 200
+    user.relogin()
+    assert wait_for_status(api, user, cid, mid, "cancelled")["finish_reason"] == "cancelled"
+
+
+def test_on_disconnect_is_validated(api):
+    user = api.new_user()
+    cid = conversation(api, user)
+    r = send(api, user, cid, {"content": "x", "on_disconnect": "explode"})
+    assert r.status == 400 and r.json()["error"]["param"] == "on_disconnect", r

@@ -42,7 +42,7 @@ class ChatTurnTest : public ::testing::TestWithParam<Backend> {
     ChatConfig config;
     config.idle_timeout = 50ms;
     config.flush_interval = 0ms;  // store every piece, so the test sees each flush
-    chat_ = std::make_unique<ChatService>(config, *conversations_, *messages_, models_);
+    chat_ = std::make_unique<ChatService>(config, *conversations_, *messages_, models_, generations_);
 
     store::AccountsRepository accounts(database_.db());
     store::UserRecord user;
@@ -64,8 +64,9 @@ class ChatTurnTest : public ::testing::TestWithParam<Backend> {
 
   chatd::testing::TestDatabase database_;
   ManualClock clock_;
-  llm::DemoProvider demo_{llm::DemoConfig{0ms, 0ms, 3}};
+  llm::DemoProvider demo_{llm::DemoConfig{1ms, 1ms, 3}};  // paced, so cancels can land
   llm::ModelRegistry models_;
+  Generations generations_;
   std::unique_ptr<ConversationService> conversations_;
   std::unique_ptr<MessageService> messages_;
   std::unique_ptr<ChatService> chat_;
@@ -142,6 +143,86 @@ TEST_P(ChatTurnTest, MaxTokensAndTheHistoryReachTheModel) {
   EXPECT_EQ(message->completion_tokens, 3);
   EXPECT_EQ(message->finish_reason.value_or(""), "length");
   EXPECT_GT(second.events.back().usage.prompt_tokens, first.events.back().usage.prompt_tokens);
+}
+
+// Cancels the generation it is listening to once it has seen `after` events.
+class CancellingSink final : public TurnSink {
+ public:
+  CancellingSink(Generations& generations, std::string user_id, std::size_t after)
+      : generations_(generations), user_id_(std::move(user_id)), after_(after) {}
+  Task<bool> Send(const TurnEvent& event) override {
+    events.push_back(event);
+    if (events.size() == after_) cancel_accepted = generations_.Cancel(user_id_, event.assistant_message_id);
+    co_return true;
+  }
+  std::vector<TurnEvent> events;
+  bool cancel_accepted = false;
+
+ private:
+  Generations& generations_;
+  std::string user_id_;
+  std::size_t after_;
+};
+
+TEST_P(ChatTurnTest, ACancelStopsTheGenerationAndStoresWhatArrived) {
+  CancellingSink sink(generations_, user_, 3);
+  TurnRequest request{"please stop me"};
+  request.model = "demo-slow";
+  auto message = Turn(request, sink);
+  ASSERT_TRUE(message) << message.error().message;
+  EXPECT_TRUE(sink.cancel_accepted);
+  EXPECT_EQ(message->status, "cancelled");
+  EXPECT_EQ(message->finish_reason.value_or(""), "cancelled");
+  EXPECT_LT(message->completion_tokens, 100);
+  EXPECT_EQ(sink.events.back().type, TurnEvent::Type::kCompleted);
+  EXPECT_EQ(sink.events.back().finish_reason, "cancelled");
+  EXPECT_FALSE(generations_.Cancel(user_, message->id)) << "a finished generation is gone from the registry";
+}
+
+TEST_P(ChatTurnTest, OnlyTheOwnerCanCancel) {
+  CancellingSink sink(generations_, NewUuidV7(), 3);  // someone else tries
+  TurnRequest request{"not yours"};
+  request.model = "demo-slow";
+  request.max_tokens = 10;
+  auto message = Turn(request, sink);
+  ASSERT_TRUE(message);
+  EXPECT_FALSE(sink.cancel_accepted);
+  EXPECT_EQ(message->status, "complete");
+}
+
+TEST_P(ChatTurnTest, CancelOnDisconnectStopsWhenTheClientLeaves) {
+  RecordingSink sink(/*listen_for=*/3);
+  TurnRequest request{"I will leave"};
+  request.model = "demo-slow";
+  request.cancel_on_disconnect = true;
+  auto message = Turn(request, sink);
+  ASSERT_TRUE(message);
+  EXPECT_EQ(message->status, "cancelled");
+  EXPECT_LT(message->completion_tokens, 10);
+}
+
+TEST_P(ChatTurnTest, RevokingACredentialStopsOnlyWhatItStarted) {
+  CancellingSink sink(generations_, user_, 1000);  // never cancels by itself
+  TurnRequest request{"key work"};
+  request.model = "demo-slow";
+  request.max_tokens = 20;
+  request.credential_id = "key-1";
+  std::optional<Expected<Message>> result;
+  asio::io_context& io = database_.io();
+  asio::co_spawn(
+      io, [&]() -> Task<void> { result.emplace(co_await chat_->Run(user_, conversation_, request, sink)); },
+      asio::detached);
+  io.restart();
+  auto run_until = [&io](auto done) {
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!done() && std::chrono::steady_clock::now() < deadline) io.run_one_for(100ms);
+  };
+  run_until([&] { return sink.events.size() >= 3; });
+  EXPECT_EQ(generations_.CancelAll(user_, "key-2"), 0u);
+  EXPECT_EQ(generations_.CancelAll(user_, "key-1"), 1u);
+  run_until([&] { return result.has_value(); });
+  ASSERT_TRUE(*result);
+  EXPECT_EQ((*result)->status, "cancelled");
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, ChatTurnTest, ::testing::Values(Backend::kSqlite, Backend::kPostgres),
