@@ -88,6 +88,7 @@ Expected<AppConfig> LoadConfig(const EnvSource& env) {
   if (env.Get("LLM_TEMPERATURE")) chat.default_temperature = read.Number("LLM_TEMPERATURE", 0.7, 0, 2);
   chat.first_byte_timeout = read.Duration("LLM_FIRST_BYTE_TIMEOUT", std::chrono::seconds(30));
   chat.idle_timeout = read.Duration("LLM_IDLE_TIMEOUT", std::chrono::seconds(30));
+  chat.max_duration = read.Duration("LLM_MAX_DURATION", std::chrono::minutes(10));
   config.demo.token_interval = read.Duration("DEMO_TOKEN_INTERVAL", std::chrono::milliseconds(20));
 
   auto& limits = config.rate_limits;
@@ -198,6 +199,7 @@ std::string DescribeConfig(const AppConfig& config) {
   line("LLM_MODEL", config.llm_model);
   line("LLM_MAX_TOKENS", config.chat.default_max_tokens);
   line("LLM_TEMPERATURE", config.chat.default_temperature ? fmt::format("{}", *config.chat.default_temperature) : "(provider default)");
+  line("LLM_MAX_DURATION", fmt::format("{}ms", config.chat.max_duration.count()));
   line("DEMO_TOKEN_INTERVAL", fmt::format("{}ms", config.demo.token_interval.count()));
   line("RATE_LIMIT_ENABLED", config.rate_limits.enabled);
   line("RATE_LIMIT_API", fmt::format("{}/s burst {}", config.rate_limits.api.rate_per_second, config.rate_limits.api.burst));

@@ -169,7 +169,8 @@ Task<Expected<Message>> ChatService::Run(std::string_view user_id, std::string_v
     ~Unregister() { generations.Remove(id); }
   } unregister{generations_, assistant_id};
 
-  auto last_flush = std::chrono::steady_clock::now();
+  const auto started = std::chrono::steady_clock::now();
+  auto last_flush = started;
   std::size_t unflushed = 0;
   std::int64_t pieces = 0;  // what was generated, when the provider reports no usage
   while (true) {
@@ -193,6 +194,11 @@ Task<Expected<Message>> ChatService::Run(std::string_view user_id, std::string_v
           stream->Cancel();
         }
       }
+    }
+    if (std::chrono::steady_clock::now() - started > config_.max_duration) {
+      stream->Cancel();
+      Error too_long{ErrorCode::kUpstreamTimeout, "the answer took longer than the maximum duration"};
+      co_return co_await fail(std::move(too_long));  // not a temporary: see the g++ 12 note above
     }
     if (piece.usage) {
       progress.prompt_tokens = piece.usage->prompt_tokens;

@@ -67,6 +67,8 @@ struct ChatConfig {
   std::optional<double> default_temperature;    // LLM_TEMPERATURE
   std::chrono::milliseconds first_byte_timeout{30'000};
   std::chrono::milliseconds idle_timeout{30'000};
+  /// The longest a generation may run, listened to or not (LLM_MAX_DURATION).
+  std::chrono::milliseconds max_duration{10 * 60'000};
   std::chrono::milliseconds flush_interval{1'000};  // store the growing answer this often...
   std::size_t flush_bytes = 1024;                    // ...or after this much new text
 };

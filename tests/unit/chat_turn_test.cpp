@@ -225,6 +225,21 @@ TEST_P(ChatTurnTest, RevokingACredentialStopsOnlyWhatItStarted) {
   EXPECT_EQ((*result)->status, "cancelled");
 }
 
+TEST_P(ChatTurnTest, AGenerationStopsAtTheMaximumDuration) {
+  ChatConfig config;
+  config.max_duration = 30ms;
+  ChatService bounded(config, *conversations_, *messages_, models_, generations_);
+  RecordingSink sink;
+  TurnRequest request{"take your time"};
+  request.model = "demo-slow";  // 100 tokens at 1 ms each here: longer than 30 ms
+  auto message = database_.Await(bounded.Run(user_, conversation_, request, sink));
+  ASSERT_TRUE(message);
+  EXPECT_EQ(message->status, "error");
+  EXPECT_FALSE(message->content.empty());
+  EXPECT_LT(message->completion_tokens, 100);
+  EXPECT_EQ(sink.events.back().error.code, ErrorCode::kUpstreamTimeout);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, ChatTurnTest, ::testing::Values(Backend::kSqlite, Backend::kPostgres),
                          chatd::testing::BackendName);
 
