@@ -1,8 +1,7 @@
 #include "api/accounts_api.hpp"
 
-#include <algorithm>
-#include <cctype>
 
+#include "accounts/validation.hpp"
 #include "api/json_fields.hpp"
 #include "api/pagination.hpp"
 #include "core/json.hpp"
@@ -69,11 +68,11 @@ Expected<JsonObject> BodyObject(const http::Request& request) {
   return JsonObject::From(*body);
 }
 
-std::string NormalisedEmailKey(std::string_view email) {
-  std::string key(email);
-  key.erase(std::remove_if(key.begin(), key.end(), [](unsigned char c) { return std::isspace(c); }), key.end());
-  std::transform(key.begin(), key.end(), key.begin(), [](unsigned char c) { return std::tolower(c); });
-  return key;
+// The account bucket's key: the email as the service stores it (trimmed, lower-cased);
+// text that is no email at all is used as sent (such a login fails anyway).
+std::string AccountBucket(std::string_view email) {
+  auto normalized = accounts::NormalizeEmail(email);
+  return "login:account:" + (normalized ? *normalized : std::string(email));
 }
 
 }  // namespace
@@ -124,7 +123,7 @@ Task<http::Response> AccountsApi::Login(http::Request& request) {
   auto refusal = co_await guard_.Limit("login:ip:" + request.client_address, guard_.limits().login, limit_headers);
   if (refusal) co_return std::move(*refusal);
   std::vector<std::pair<std::string, std::string>> account_headers;
-  refusal = co_await guard_.Limit("login:account:" + NormalisedEmailKey(email), guard_.limits().login, account_headers);
+  refusal = co_await guard_.Limit(AccountBucket(email), guard_.limits().login, account_headers);
   if (refusal) co_return std::move(*refusal);
 
   auto tokens = co_await accounts_.Login(email, password);

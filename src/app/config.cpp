@@ -6,12 +6,13 @@
 #include <cctype>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <thread>
 
 #include <fmt/format.h>
 
 #include "accounts/secret_box.hpp"
-#include "accounts/secret_key.hpp"
+#include "accounts/tokens.hpp"
 #include "cache/rate_limiter.hpp"
 #include "core/log.hpp"
 
@@ -110,7 +111,6 @@ Expected<AppConfig> LoadConfig(const EnvSource& env) {
   server.write_timeout = read.Duration("WRITE_TIMEOUT", milliseconds(30'000));
   server.shutdown_timeout = read.Duration("SHUTDOWN_TIMEOUT", milliseconds(30'000));
   server.access_log = read.Bool("ACCESS_LOG", true);
-  config.blocking_threads = static_cast<std::size_t>(read.Integer("BLOCKING_THREADS", 8, 1, 1024));
 
   auto& log = config.log;
   log.level = read.OneOf("LOG_LEVEL", "info", {"trace", "debug", "info", "warn", "warning", "error", "critical", "off"});
@@ -217,7 +217,6 @@ std::string DescribeConfig(const AppConfig& config) {
   line("KEEPALIVE_TIMEOUT", fmt::format("{}ms", s.keepalive_timeout.count()));
   line("WRITE_TIMEOUT", fmt::format("{}ms", s.write_timeout.count()));
   line("SHUTDOWN_TIMEOUT", fmt::format("{}ms", s.shutdown_timeout.count()));
-  line("BLOCKING_THREADS", config.blocking_threads);
   return out;
 }
 
@@ -226,7 +225,7 @@ namespace {
 
 // A development key kept in DATA_DIR/<file>: read it, or generate and store it (0600).
 Expected<void> ResolveGeneratedKey(const AppConfig& config, std::string_view file, std::string_view variable,
-                                   std::string& value, std::string (*generate)()) {
+                                   std::string& value, const std::function<std::string()>& generate) {
   if (!value.empty()) return {};
   const std::filesystem::path path = std::filesystem::path(config.data_dir) / file;
   std::error_code ec;
@@ -253,7 +252,7 @@ Expected<void> ResolveGeneratedKey(const AppConfig& config, std::string_view fil
 
 Expected<void> ResolveSecretKey(AppConfig& config) {
   return ResolveGeneratedKey(config, "secret_key", "SECRET_KEY", config.accounts.secret_key,
-                             accounts::GenerateSecretKey);
+                             [] { return accounts::RandomToken(48); });
 }
 
 Expected<void> ResolveEncryptionKey(AppConfig& config) {

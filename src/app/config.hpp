@@ -22,7 +22,6 @@ struct AppConfig {
   std::string data_dir = "./data";
   std::string api_prefix = "/api/v1";  // API_V1_STR
   bool migrate_on_start = true;
-  std::size_t blocking_threads = 8;
   std::vector<std::string> cors_origins;
   std::vector<std::string> allowed_hosts;
   std::vector<std::string> trusted_proxies;  // CIDRs whose X-Forwarded-For is believed

@@ -13,6 +13,9 @@
 #include <gtest/gtest.h>
 
 #include "core/asio.hpp"
+#include "core/ids.hpp"
+#include "core/time.hpp"
+#include "store/accounts_repository.hpp"
 #include "store/open.hpp"
 
 namespace chatd::testing {
@@ -87,6 +90,18 @@ class TestDatabase {
 
   store::Database& db() { return *db_; }
   asio::io_context& io() { return io_; }
+
+  /// A bare user row (no password) for tests of what users own; returns its id.
+  std::string InsertUser(std::string_view email, SystemTime now) {
+    store::AccountsRepository accounts(*db_);
+    store::UserRecord user;
+    user.id = NewUuidV7();
+    user.email = std::string(email);
+    user.created_at = user.updated_at = FormatRfc3339(now);
+    auto inserted = Await(accounts.InsertUser(user));
+    EXPECT_TRUE(inserted) << inserted.error().message;
+    return user.id;
+  }
 
  private:
   static std::unique_ptr<store::Database> OpenOrFail(const store::DatabaseConfig& config) {

@@ -34,17 +34,7 @@ class ConversationServiceTest : public ::testing::TestWithParam<Backend> {
     return database_.Await(std::move(task));
   }
 
-  // conversations.user_id references users: a row for each test user.
-  std::string AddUser(std::string_view email) {
-    store::AccountsRepository accounts(database_.db());
-    store::UserRecord user;
-    user.id = NewUuidV7();
-    user.email = std::string(email);
-    user.created_at = user.updated_at = FormatRfc3339(clock_.Now());
-    auto inserted = Await(accounts.InsertUser(user));
-    EXPECT_TRUE(inserted) << inserted.error().message;
-    return user.id;
-  }
+  std::string AddUser(std::string_view email) { return database_.InsertUser(email, clock_.Now()); }
 
   Conversation Create(const std::string& user_id, NewConversation request = {}) {
     auto created = Await(service_->Create(user_id, request));

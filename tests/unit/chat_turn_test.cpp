@@ -10,7 +10,6 @@
 #include "chat/chat_service.hpp"
 #include "core/ids.hpp"
 #include "llm/demo_provider.hpp"
-#include "store/accounts_repository.hpp"
 
 namespace chatd::chat {
 namespace {
@@ -44,12 +43,7 @@ class ChatTurnTest : public ::testing::TestWithParam<Backend> {
     config.flush_interval = 0ms;  // store every piece, so the test sees each flush
     chat_ = std::make_unique<ChatService>(config, *conversations_, *messages_, models_, generations_);
 
-    store::AccountsRepository accounts(database_.db());
-    store::UserRecord user;
-    user.id = user_ = NewUuidV7();
-    user.email = "turn@example.com";
-    user.created_at = user.updated_at = FormatRfc3339(clock_.Now());
-    ASSERT_TRUE(database_.Await(accounts.InsertUser(user)));
+    user_ = database_.InsertUser("turn@example.com", clock_.Now());
     NewConversation request;
     request.system_prompt = "Be brief.";
     auto created = database_.Await(conversations_->Create(user_, request));
