@@ -1,5 +1,6 @@
 #include "api/chat_api.hpp"
 
+#include <charconv>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -60,29 +61,45 @@ std::string EventJson(const TurnEvent& event) {
   return std::move(json).str();
 }
 
-// Server-Sent Events on the request's response stream; the head goes out with the first
-// event, so errors found before the turn starts are still plain JSON responses.
+// Server-Sent Events on the request's response stream. The event's `id:` is its place in
+// the generation's log, which is what a client resuming sends back as Last-Event-ID.
 class SseSink final : public chat::TurnSink {
  public:
-  explicit SseSink(http::ResponseStream& stream) : stream_(stream) {}
-
-  Task<bool> Send(const TurnEvent& event) override {
-    if (!begun_) {
-      begun_ = true;
-      http::Response head(200, {}, "text/event-stream; charset=utf-8");
-      head.AddHeader("Cache-Control", "no-cache");
-      head.AddHeader("X-Accel-Buffering", "no");  // nginx must not buffer the stream
-      if (!co_await stream_.Begin(std::move(head))) co_return false;
-    }
-    co_return co_await stream_.Write(
-        fmt::format("event: {}\nid: {}\ndata: {}\n\n", EventName(event.type), next_id_++, EventJson(event)));
+  SseSink(http::ResponseStream& stream, metrics::Gauge& active) : stream_(stream), active_(active) {}
+  ~SseSink() override {
+    if (begun_) active_.Dec();
   }
 
-  bool begun() const { return begun_; }
+  Task<bool> Begin() {
+    begun_ = true;
+    active_.Inc();
+    http::Response head(200, {}, "text/event-stream; charset=utf-8");
+    head.AddHeader("Cache-Control", "no-cache");
+    head.AddHeader("X-Accel-Buffering", "no");  // nginx must not buffer the stream
+    co_return co_await stream_.Begin(std::move(head));
+  }
+
+  Task<bool> Send(const TurnEvent& event) override {
+    co_return co_await stream_.Write(
+        fmt::format("event: {}\nid: {}\ndata: {}\n\n", EventName(event.type), event.id, EventJson(event)));
+  }
+
+  Task<bool> Ping() override { co_return co_await stream_.Write(": ping\n\n"); }
+
+  /// A message no generation here can replay (finished long ago, or on another instance):
+  /// its stored state as one event, which replaces what the client has.
+  Task<bool> SendSnapshot(const chat::Message& message) {
+    JsonWriter json;
+    json.BeginObject().Field("type", "message.snapshot");
+    json.Key("message");
+    WriteMessage(json, message);
+    json.EndObject();
+    co_return co_await stream_.Write(fmt::format("event: message.snapshot\ndata: {}\n\n", json.str()));
+  }
 
  private:
   http::ResponseStream& stream_;
-  std::uint64_t next_id_ = 1;
+  metrics::Gauge& active_;
   bool begun_ = false;
 };
 
@@ -92,71 +109,129 @@ class SilentSink final : public chat::TurnSink {
   Task<bool> Send(const TurnEvent&) override { co_return true; }
 };
 
-}  // namespace
-
-Task<http::Response> ChatApi::SendMessage(http::Request& request, const accounts::Principal& caller) {
-  auto parsed = http::ParseJsonBody(request, http::ThreadJsonParser());
-  if (!parsed) co_return ErrorResponse(parsed.error());
-  auto body = JsonObject::From(*parsed);
-  if (!body) co_return ErrorResponse(body.error());
-
-  chat::TurnRequest turn;
-  auto content = body->RequiredString("content");
-  if (!content) co_return ErrorResponse(content.error());
-  turn.content = std::string(*content);
-  if (body->IsNull("parent_id")) {
-    turn.parent_id = std::optional<std::string>{};
-  } else {
-    auto parent = body->OptionalString("parent_id");
-    if (!parent) co_return ErrorResponse(parent.error());
-    if (*parent) turn.parent_id = std::optional<std::string>(std::string(**parent));
-  }
-  auto model = body->OptionalString("model");
-  if (!model) co_return ErrorResponse(model.error());
+// The turn fields shared by a new message and a regenerate: model, temperature,
+// max_tokens, on_disconnect.
+Expected<void> ReadTurnOptions(const JsonObject& body, chat::TurnRequest& turn) {
+  auto model = body.OptionalString("model");
+  if (!model) return Unexpected{model.error()};
   turn.model = std::string(model->value_or(""));
-  if (auto value = body->OptionalValue("temperature")) {
+  if (auto value = body.OptionalValue("temperature")) {
     double temperature = 0;
     if (value->get(temperature) != simdjson::SUCCESS || !std::isfinite(temperature)) {
-      co_return ErrorResponse(Error{ErrorCode::kInvalidArgument, "temperature must be a number", "temperature"});
+      return MakeError(ErrorCode::kInvalidArgument, "temperature must be a number", "temperature");
     }
     turn.temperature = temperature;
   }
-  if (auto value = body->OptionalValue("max_tokens")) {
+  if (auto value = body.OptionalValue("max_tokens")) {
     std::int64_t max_tokens = 0;
     if (value->get(max_tokens) != simdjson::SUCCESS) {
-      co_return ErrorResponse(Error{ErrorCode::kInvalidArgument, "max_tokens must be an integer", "max_tokens"});
+      return MakeError(ErrorCode::kInvalidArgument, "max_tokens must be an integer", "max_tokens");
     }
     turn.max_tokens = max_tokens;
   }
-  auto stream = body->OptionalBool("stream");
-  if (!stream) co_return ErrorResponse(stream.error());
-  auto on_disconnect = body->OptionalString("on_disconnect");
-  if (!on_disconnect) co_return ErrorResponse(on_disconnect.error());
+  auto on_disconnect = body.OptionalString("on_disconnect");
+  if (!on_disconnect) return Unexpected{on_disconnect.error()};
   if (*on_disconnect && **on_disconnect != "cancel" && **on_disconnect != "continue") {
-    co_return ErrorResponse(
-        Error{ErrorCode::kInvalidArgument, "on_disconnect must be \"continue\" or \"cancel\"", "on_disconnect"});
+    return MakeError(ErrorCode::kInvalidArgument, "on_disconnect must be \"continue\" or \"cancel\"", "on_disconnect");
   }
   turn.cancel_on_disconnect = *on_disconnect && **on_disconnect == "cancel";
-  turn.credential_id = caller.api_key_id;
+  return {};
+}
+
+}  // namespace
+
+Expected<chat::TurnRequest> ParseTurn(const JsonObject& body, bool regenerate) {
+  chat::TurnRequest turn;
+  if (!regenerate) {
+    auto content = body.RequiredString("content");
+    if (!content) return Unexpected{content.error()};
+    turn.content = std::string(*content);
+    if (body.IsNull("parent_id")) {
+      turn.parent_id = std::optional<std::string>{};
+    } else {
+      auto parent = body.OptionalString("parent_id");
+      if (!parent) return Unexpected{parent.error()};
+      if (*parent) turn.parent_id = std::optional<std::string>(std::string(**parent));
+    }
+  }
+  if (auto options = ReadTurnOptions(body, turn); !options) return Unexpected{options.error()};
+  return turn;
+}
+
+Task<http::Response> ChatApi::StartTurn(http::Request& request, const accounts::Principal& caller, bool regenerate) {
+  // A regenerate may come without a body: all its fields are optional.
+  auto parsed = regenerate && request.body.empty() ? ParseJson(http::ThreadJsonParser(), "{}")
+                                                   : http::ParseJsonBody(request, http::ThreadJsonParser());
+  if (!parsed) co_return ErrorResponse(parsed.error());
+  auto body = JsonObject::From(*parsed);
+  if (!body) co_return ErrorResponse(body.error());
+  auto turn = ParseTurn(*body, regenerate);
+  if (!turn) co_return ErrorResponse(turn.error());
+  if (regenerate) turn->regenerate = std::string(request.Param("mid"));
+  turn->credential_id = caller.api_key_id;
+  auto stream = body->OptionalBool("stream");
+  if (!stream) co_return ErrorResponse(stream.error());
 
   const std::string conversation_id(request.Param("id"));
   if (!stream->value_or(true)) {
     SilentSink silent;
-    auto message = co_await chat_.Run(caller.user_id, conversation_id, turn, silent);
+    auto message = co_await chat_.Run(caller.user_id, conversation_id, *turn, silent);
     if (!message) co_return ErrorResponse(message.error());
     JsonWriter json;
     WriteMessage(json, *message);
     co_return http::Response::Json(200, std::move(json).str());
   }
 
-  SseSink sse(*request.stream);
-  auto message = co_await chat_.Run(caller.user_id, conversation_id, turn, sse);
-  if (!sse.begun()) {
-    // Refused before the turn began: an ordinary error response.
-    if (!message) co_return ErrorResponse(message.error());
-    co_return http::Response::FromError(ErrorCode::kInternal, "the turn produced no events");
-  }
+  // Refusals before the turn starts are ordinary error responses; then the stream begins.
+  auto generation = co_await chat_.Start(caller.user_id, conversation_id, *turn);
+  if (!generation) co_return ErrorResponse(generation.error());
+  SseSink sse(*request.stream, sse_streams_);
+  if (co_await sse.Begin()) co_await (*generation)->Follow(0, sse, chat_.config().ping_interval);
   co_return http::Response{};  // the stream carried the answer
+}
+
+Task<http::Response> ChatApi::SendMessage(http::Request& request, const accounts::Principal& caller) {
+  co_return co_await StartTurn(request, caller, false);
+}
+
+Task<http::Response> ChatApi::Regenerate(http::Request& request, const accounts::Principal& caller) {
+  co_return co_await StartTurn(request, caller, true);
+}
+
+Task<http::Response> ChatApi::Resume(http::Request& request, const accounts::Principal& caller) {
+  // Last-Event-ID (sent by EventSource on reconnect), or ?after= for clients that cannot
+  // set headers; absent: from the start.
+  std::string after_text(request.Header("Last-Event-ID"));
+  if (after_text.empty()) after_text = request.Query("after").value_or("");
+  std::uint64_t after = 0;
+  if (!after_text.empty()) {
+    const auto [end, ec] = std::from_chars(after_text.data(), after_text.data() + after_text.size(), after);
+    if (ec != std::errc{} || end != after_text.data() + after_text.size()) {
+      co_return ErrorResponse(Error{ErrorCode::kInvalidArgument, "Last-Event-ID must be an event id (an integer)", "Last-Event-ID"});
+    }
+  }
+  const std::string_view conversation_id = request.Param("id");
+  const std::string_view message_id = request.Param("mid");
+  auto generation = generations_.Find(caller.user_id, message_id);
+  if (generation && generation->info().conversation_id != conversation_id) generation = nullptr;
+  std::optional<chat::Message> stored;
+  if (!generation) {
+    // Not generating here (any more): the stored message, if it is the caller's.
+    auto message = co_await messages_.Get(caller.user_id, conversation_id, message_id);
+    if (!message) co_return ErrorResponse(message.error());
+    if (message->role != "assistant") {
+      co_return ErrorResponse(Error{ErrorCode::kInvalidArgument, "only an answer has a stream"});
+    }
+    stored = std::move(*message);
+  }
+  SseSink sse(*request.stream, sse_streams_);
+  if (!co_await sse.Begin()) co_return http::Response{};
+  if (generation) {
+    co_await generation->Follow(after, sse, chat_.config().ping_interval);
+  } else {
+    co_await sse.SendSnapshot(*stored);
+  }
+  co_return http::Response{};
 }
 
 Task<http::Response> ChatApi::Cancel(http::Request& request, const accounts::Principal& caller) {

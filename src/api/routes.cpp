@@ -50,6 +50,9 @@ void AddRoutes(http::Router& router, Services& services, std::string_view prefix
   protect(Method::kGet, api + "/conversations/{id}/messages", Access::kUser, messages, &MessagesApi::ListBranch);
   protect(Method::kPut, api + "/conversations/{id}/current-leaf", Access::kUser, messages, &MessagesApi::SwitchLeaf);
   protect(Method::kPost, api + "/conversations/{id}/messages", Access::kUser, chat, &ChatApi::SendMessage);
+  protect(Method::kPost, api + "/conversations/{id}/messages/{mid}/regenerate", Access::kUser, chat,
+          &ChatApi::Regenerate);
+  protect(Method::kGet, api + "/conversations/{id}/messages/{mid}/stream", Access::kUser, chat, &ChatApi::Resume);
   protect(Method::kPost, api + "/conversations/{id}/messages/{mid}/cancel", Access::kUser, chat, &ChatApi::Cancel);
   protect(Method::kGet, api + "/models", Access::kUser, chat, &ChatApi::ListModels);
 }

@@ -133,14 +133,15 @@ int Serve(const AppConfig& loaded) {
     return 2;
   }
   log::Warn("no real LLM provider is configured: serving the built-in demo models", {{"default_model", config.llm_model}});
-  chat::Generations generations;
+  chat::Generations generations(config.chat.resume_window);
   // A revoked credential ends what it started: every generation of the user, or only the
   // key's. (Streams end with them; WebSocket sessions will subscribe here too.)
   accounts.OnRevocation([&generations](const accounts::SessionRevocation& revocation) {
     generations.CancelAll(revocation.user_id, revocation.api_key_id);
   });
-  chat::ChatService chat(config.chat, conversations, messages, models, generations);
-  api::ChatApi chat_api(chat, messages, generations, models);
+  chat::ChatMetrics chat_metrics(metrics);
+  chat::ChatService chat(config.chat, conversations, messages, models, generations, chat_metrics);
+  api::ChatApi chat_api(chat, messages, generations, models, metrics);
   api::Services services{operations, guard, accounts_api, conversations_api, messages_api, chat_api};
   http::Router router;
   api::AddRoutes(router, services, config.api_prefix);

@@ -90,6 +90,8 @@ Expected<AppConfig> LoadConfig(const EnvSource& env) {
   chat.first_byte_timeout = read.Duration("LLM_FIRST_BYTE_TIMEOUT", std::chrono::seconds(30));
   chat.idle_timeout = read.Duration("LLM_IDLE_TIMEOUT", std::chrono::seconds(30));
   chat.max_duration = read.Duration("LLM_MAX_DURATION", std::chrono::minutes(10));
+  chat.ping_interval = read.Duration("SSE_PING_INTERVAL", std::chrono::seconds(15));
+  chat.resume_window = read.Duration("STREAM_RESUME_WINDOW", std::chrono::minutes(2));
   config.demo.token_interval = read.Duration("DEMO_TOKEN_INTERVAL", std::chrono::milliseconds(20));
 
   auto& limits = config.rate_limits;
@@ -200,6 +202,8 @@ std::string DescribeConfig(const AppConfig& config) {
   line("LLM_MAX_TOKENS", config.chat.default_max_tokens);
   line("LLM_TEMPERATURE", config.chat.default_temperature ? fmt::format("{}", *config.chat.default_temperature) : "(provider default)");
   line("LLM_MAX_DURATION", fmt::format("{}ms", config.chat.max_duration.count()));
+  line("SSE_PING_INTERVAL", fmt::format("{}ms", config.chat.ping_interval.count()));
+  line("STREAM_RESUME_WINDOW", fmt::format("{}ms", config.chat.resume_window.count()));
   line("DEMO_TOKEN_INTERVAL", fmt::format("{}ms", config.demo.token_interval.count()));
   line("RATE_LIMIT_ENABLED", config.rate_limits.enabled);
   line("RATE_LIMIT_API", fmt::format("{}/s burst {}", config.rate_limits.api.rate_per_second, config.rate_limits.api.burst));

@@ -43,17 +43,83 @@ void ApplyConversationParams(std::string_view params, llm::ChatRequest& request)
   if ((*parsed)["max_tokens"].get(tokens) == simdjson::SUCCESS) request.max_tokens = tokens;
 }
 
+// The title of a conversation for a model that cannot write one (the demo): its first
+// words, at most 6, cut at a sentence end.
+std::string HeuristicTitle(std::string_view text) {
+  std::string title;
+  int words = 0;
+  bool in_word = false;
+  for (char c : text) {
+    const bool space = c == ' ' || c == '\n' || c == '\t' || c == '\r';
+    if (space) {
+      in_word = false;
+      if (words == 6) break;
+      continue;
+    }
+    if (!in_word) {
+      if (words == 6) break;
+      if (!title.empty()) title += ' ';
+      ++words;
+      in_word = true;
+    }
+    title += c;
+    if ((c == '.' || c == '?' || c == '!') && words >= 2) break;
+  }
+  while (!title.empty() && (title.back() == '.' || title.back() == ',' || title.back() == ':')) title.pop_back();
+  return title;
+}
+
+// A model's title, as models write them: quoted, with "Title:", on several lines.
+std::string CleanTitle(std::string_view text) {
+  std::string_view line = text.substr(0, text.find('\n'));
+  if (line.starts_with("Title:")) line.remove_prefix(6);
+  while (!line.empty() && (line.front() == ' ' || line.front() == '"' || line.front() == '\'' || line.front() == '#')) line.remove_prefix(1);
+  while (!line.empty() && (line.back() == ' ' || line.back() == '"' || line.back() == '\'' || line.back() == '.')) line.remove_suffix(1);
+  return std::string(line);
+}
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 }  // namespace
+
+ChatMetrics::ChatMetrics(metrics::Registry& registry)
+    : messages_processed(registry.AddCounter("chat_messages_processed_total", "Chat turns started.").WithLabels({})),
+      requests(registry.AddCounter("llm_requests_total", "Model calls by how they ended (ok, error, cancelled).",
+                                   {"provider", "model", "status"})),
+      duration(registry.AddHistogram("llm_request_duration_seconds", "Model calls, from the request to the last token.",
+                                     {"provider", "model"},
+                                     {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600})),
+      first_token(registry.AddHistogram("llm_time_to_first_token_seconds",
+                                        "From the model request to its first token.", {"provider", "model"},
+                                        {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30})),
+      prompt_tokens(registry.AddCounter("llm_tokens_total", "Tokens the models read and wrote.", {"type"})
+                        .WithLabels({"prompt"})),
+      completion_tokens(registry.AddCounter("llm_tokens_total", "Tokens the models read and wrote.", {"type"})
+                            .WithLabels({"completion"})) {}
+
+// What a generation needs once started, shared with its coroutine.
+struct ChatService::Call {
+  std::string user_id;
+  std::string conversation_id;
+  llm::Provider* provider = nullptr;
+  llm::ModelInfo model;
+  llm::ChatRequest request;
+  bool untitled = false;     // title the conversation after this answer
+  std::string user_content;  // the question, for the title
+};
 
 Task<Expected<std::vector<llm::ChatMessage>>> ChatService::BuildContext(std::string_view user_id,
                                                                         const Conversation& conversation,
+                                                                        std::string_view leaf_id,
                                                                         std::int64_t budget) {
   std::vector<Message> branch;
   PageRequest page{100, {}};
   do {
-    auto chunk = co_await messages_.GetBranch(user_id, conversation.id, page, false);
+    auto chunk = co_await messages_.GetPath(user_id, conversation.id, leaf_id, page);
     if (!chunk) co_return Unexpected{std::move(chunk).error()};
-    for (auto& entry : chunk->items) branch.push_back(std::move(entry.message));
+    for (auto& message : chunk->items) branch.push_back(std::move(message));
     page.cursor = chunk->next_cursor;
   } while (!page.cursor.empty() && static_cast<std::int64_t>(branch.size()) < kMaxBranchMessages);
 
@@ -78,11 +144,14 @@ Task<Expected<std::vector<llm::ChatMessage>>> ChatService::BuildContext(std::str
   co_return context;
 }
 
-Task<Expected<Message>> ChatService::Run(std::string_view user_id, std::string_view conversation_id,
-                                         const TurnRequest& request, TurnSink& sink) {
-  if (request.content.empty()) co_return MakeError(ErrorCode::kInvalidArgument, "content is required", "content");
-  if (request.content.size() > kMaxContentBytes) {
-    co_return MakeError(ErrorCode::kInvalidArgument, "content is longer than 256 KiB", "content");
+Task<Expected<std::shared_ptr<Generation>>> ChatService::Start(std::string_view user_id,
+                                                               std::string_view conversation_id,
+                                                               const TurnRequest& request) {
+  if (!request.regenerate) {
+    if (request.content.empty()) co_return MakeError(ErrorCode::kInvalidArgument, "content is required", "content");
+    if (request.content.size() > kMaxContentBytes) {
+      co_return MakeError(ErrorCode::kInvalidArgument, "content is longer than 256 KiB", "content");
+    }
   }
   if (request.max_tokens && (*request.max_tokens < 1 || *request.max_tokens > 1'000'000)) {
     co_return MakeError(ErrorCode::kInvalidArgument, "max_tokens must be from 1 to 1000000", "max_tokens");
@@ -94,111 +163,139 @@ Task<Expected<Message>> ChatService::Run(std::string_view user_id, std::string_v
   if (!conversation) co_return Unexpected{std::move(conversation).error()};
   auto resolved = models_.Resolve(!request.model.empty() ? request.model : conversation->model);
   if (!resolved) co_return Unexpected{std::move(resolved).error()};
-  llm::Provider& provider = resolved->provider;
-  const llm::ModelInfo& model = resolved->info;
-  if (model.embeddings) {
-    co_return MakeError(ErrorCode::kInvalidArgument, fmt::format("{} is an embedding model", model.id), "model");
+  if (resolved->info.embeddings) {
+    co_return MakeError(ErrorCode::kInvalidArgument, fmt::format("{} is an embedding model", resolved->info.id),
+                        "model");
   }
 
-  auto user_message = co_await messages_.AddUserMessage(user_id, conversation_id, request.content, request.parent_id);
-  if (!user_message) co_return Unexpected{std::move(user_message).error()};
+  // The question being answered: a new user message, or an existing one (regenerate).
+  Expected<Message> question = MakeError(ErrorCode::kInternal, "no question");
+  if (request.regenerate) {
+    auto target = co_await messages_.Get(user_id, conversation_id, *request.regenerate);
+    if (!target) co_return Unexpected{std::move(target).error()};
+    if (target->role == "user") {
+      question = std::move(*target);
+    } else if (target->role == "assistant" && target->parent_id) {
+      question = co_await messages_.Get(user_id, conversation_id, *target->parent_id);
+    }
+    if (question && question->role != "user") question = MakeError(ErrorCode::kInternal, "no question");
+    if (!question && question.error().code == ErrorCode::kInternal) {
+      co_return MakeError(ErrorCode::kInvalidArgument, "only an answer to a user message can be regenerated");
+    }
+  } else {
+    question = co_await messages_.AddUserMessage(user_id, conversation_id, request.content, request.parent_id);
+  }
+  if (!question) co_return Unexpected{std::move(question).error()};
 
-  llm::ChatRequest call;
-  call.model = model.upstream_model;
-  ApplyConversationParams(conversation->params, call);
-  if (!call.temperature) call.temperature = config_.default_temperature;
-  if (request.temperature) call.temperature = request.temperature;
-  if (!call.max_tokens) call.max_tokens = config_.default_max_tokens;
-  if (request.max_tokens) call.max_tokens = request.max_tokens;
-  call.first_byte_timeout = config_.first_byte_timeout;
-  call.idle_timeout = config_.idle_timeout;
-  const std::int64_t window = model.context_window > 0 ? model.context_window : 8192;
-  auto context = co_await BuildContext(user_id, *conversation, window - *call.max_tokens);
+  auto call = std::make_shared<Call>();
+  call->user_id = std::string(user_id);
+  call->conversation_id = std::string(conversation_id);
+  call->provider = &resolved->provider;
+  call->model = resolved->info;
+  call->untitled = conversation->title.empty();
+  call->user_content = question->content;
+  llm::ChatRequest& model_request = call->request;
+  model_request.model = call->model.upstream_model;
+  ApplyConversationParams(conversation->params, model_request);
+  if (!model_request.temperature) model_request.temperature = config_.default_temperature;
+  if (request.temperature) model_request.temperature = request.temperature;
+  if (!model_request.max_tokens) model_request.max_tokens = config_.default_max_tokens;
+  if (request.max_tokens) model_request.max_tokens = request.max_tokens;
+  model_request.first_byte_timeout = config_.first_byte_timeout;
+  model_request.idle_timeout = config_.idle_timeout;
+  const std::int64_t window = call->model.context_window > 0 ? call->model.context_window : 8192;
+  auto context = co_await BuildContext(user_id, *conversation, question->id, window - *model_request.max_tokens);
   if (!context) co_return Unexpected{std::move(context).error()};
-  call.messages = std::move(*context);
+  model_request.messages = std::move(*context);
 
-  auto assistant = co_await messages_.StartAssistantMessage(user_id, conversation_id, user_message->id, model.id);
+  auto assistant = co_await messages_.StartAssistantMessage(user_id, conversation_id, question->id, call->model.id);
   if (!assistant) co_return Unexpected{std::move(assistant).error()};
-  const std::string assistant_id = assistant->id;
 
-  TurnEvent created;
-  created.type = TurnEvent::Type::kMessageCreated;
-  created.conversation_id = std::string(conversation_id);
-  created.user_message_id = user_message->id;
-  created.assistant_message_id = assistant_id;
-  bool listening = co_await sink.Send(created);
+  GenerationInfo info;
+  info.message_id = assistant->id;
+  info.conversation_id = call->conversation_id;
+  info.user_message_id = question->id;
+  info.user_id = call->user_id;
+  info.credential_id = request.credential_id;
+  info.cancel_on_disconnect = request.cancel_on_disconnect;
+  auto executor = co_await asio::this_coro::executor;
+  auto generation = std::make_shared<Generation>(std::move(info), executor);
+  generations_.Add(generation);
+  metrics_.messages_processed.Inc();
+  asio::co_spawn(executor, Generate(generation, std::move(call)), asio::detached);
+  co_return generation;
+}
 
+Task<void> ChatService::Generate(std::shared_ptr<Generation> generation, std::shared_ptr<Call> call) {
+  const std::string& message_id = generation->info().message_id;
+  const std::string provider_name(call->provider->name());
+  const auto started = std::chrono::steady_clock::now();
   MessageProgress progress;
   progress.status = "streaming";
   // Stores the answer as it is now; a failed write is logged and retried at the next one.
   auto flush = [&]() -> Task<void> {
-    auto stored = co_await messages_.FlushAssistant(user_id, assistant_id, progress);
-    if (!stored) log::Warn("cannot store the growing answer", {{"message_id", assistant_id}, {"error", stored.error().message}});
+    progress.content = generation->Content();
+    auto stored = co_await messages_.FlushAssistant(call->user_id, message_id, progress);
+    if (!stored) log::Warn("cannot store the growing answer", {{"message_id", message_id}, {"error", stored.error().message}});
   };
-  auto fail = [&](Error error) -> Task<Expected<Message>> {
+  auto record = [&](std::string_view status) {
+    metrics_.requests.WithLabels({provider_name, call->model.id, std::string(status)}).Inc();
+    metrics_.duration.WithLabels({provider_name, call->model.id}).Observe(SecondsSince(started));
+    metrics_.prompt_tokens.Inc(static_cast<std::uint64_t>(std::max<std::int64_t>(0, progress.prompt_tokens)));
+    metrics_.completion_tokens.Inc(static_cast<std::uint64_t>(std::max<std::int64_t>(0, progress.completion_tokens)));
+  };
+  auto fail = [&](Error error) -> Task<void> {
     progress.status = "error";
     progress.error = error.message;
     co_await flush();
-    if (listening) {
-      TurnEvent failed;
-      failed.type = TurnEvent::Type::kError;
-      failed.assistant_message_id = assistant_id;
-      failed.error = std::move(error);
-      co_await sink.Send(failed);
-    }
-    co_return co_await messages_.Get(user_id, conversation_id, assistant_id);
+    record("error");
+    TurnEvent failed;
+    failed.type = TurnEvent::Type::kError;
+    failed.error = std::move(error);
+    generation->Finish(std::move(failed));
   };
 
-  auto opened = co_await provider.StreamChat(call);
-  if (!opened) co_return co_await fail(std::move(opened).error());
-  // Shared so a cancel arriving through Generations (posted to this executor) can reach
-  // the stream while it lives and do nothing after.
+  auto opened = co_await call->provider->StreamChat(call->request);
+  if (!opened) {
+    co_await fail(std::move(opened).error());
+    co_return;
+  }
+  // Shared so that a cancel (posted to this executor) reaches the stream while it lives.
   std::shared_ptr<llm::ChatStream> stream = std::move(*opened);
-  auto cancelled = std::make_shared<bool>(false);
-  // Separate statements: g++ 12 destroys temporaries twice in a full-expression that
-  // also holds a co_await.
-  const asio::any_io_executor executor = co_await asio::this_coro::executor;
-  std::function<void()> cancel = [weak = std::weak_ptr<llm::ChatStream>(stream), cancelled] {
-    *cancelled = true;
+  std::function<void()> cancel = [weak = std::weak_ptr<llm::ChatStream>(stream)] {
     if (auto live = weak.lock()) live->Cancel();
   };
-  generations_.Add(assistant_id, std::string(user_id), request.credential_id, executor, std::move(cancel));
-  struct Unregister {
-    Generations& generations;
-    const std::string& id;
-    ~Unregister() { generations.Remove(id); }
-  } unregister{generations_, assistant_id};
+  generation->OnCancel(std::move(cancel));
+  if (generation->cancel_requested()) stream->Cancel();  // asked while the call was opening
 
-  const auto started = std::chrono::steady_clock::now();
-  auto last_flush = started;
-  std::size_t unflushed = 0;
+  bool first_token = true;
   std::int64_t pieces = 0;  // what was generated, when the provider reports no usage
+  auto last_flush = std::chrono::steady_clock::now();
+  std::size_t flushed_size = 0;
   while (true) {
     auto chunk = co_await stream->Next();
-    if (!chunk && *cancelled) break;
-    if (!chunk) co_return co_await fail(std::move(chunk).error());
+    if (!chunk && generation->cancel_requested()) break;
+    if (!chunk) {
+      co_await fail(std::move(chunk).error());
+      co_return;
+    }
     if (!*chunk) break;  // the stream ended without a final chunk: treat as complete
     const llm::ChatChunk& piece = **chunk;
-    if (!piece.delta.empty() && progress.content.size() + piece.delta.size() <= kMaxStoredAnswerBytes) {
-      progress.content += piece.delta;
-      unflushed += piece.delta.size();
-      ++pieces;
-      if (listening) {
-        TurnEvent delta;
-        delta.type = TurnEvent::Type::kDelta;
-        delta.assistant_message_id = assistant_id;
-        delta.content = piece.delta;
-        listening = co_await sink.Send(delta);
-        if (!listening && request.cancel_on_disconnect) {
-          *cancelled = true;
-          stream->Cancel();
-        }
+    if (!piece.delta.empty()) {
+      if (first_token) {
+        first_token = false;
+        metrics_.first_token.WithLabels({provider_name, call->model.id}).Observe(SecondsSince(started));
+      }
+      if (generation->content_size() + piece.delta.size() <= kMaxStoredAnswerBytes) {
+        generation->AppendDelta(piece.delta);
+        ++pieces;
       }
     }
     if (std::chrono::steady_clock::now() - started > config_.max_duration) {
       stream->Cancel();
       Error too_long{ErrorCode::kUpstreamTimeout, "the answer took longer than the maximum duration"};
-      co_return co_await fail(std::move(too_long));  // not a temporary: see the g++ 12 note above
+      co_await fail(std::move(too_long));  // not a temporary: g++ 12 and co_await, see above
+      co_return;
     }
     if (piece.usage) {
       progress.prompt_tokens = piece.usage->prompt_tokens;
@@ -206,27 +303,83 @@ Task<Expected<Message>> ChatService::Run(std::string_view user_id, std::string_v
     }
     if (!piece.finish_reason.empty()) progress.finish_reason = piece.finish_reason;
     const auto now = std::chrono::steady_clock::now();
-    if (unflushed >= config_.flush_bytes || now - last_flush >= config_.flush_interval) {
+    const std::size_t size = generation->content_size();
+    if (size - flushed_size >= config_.flush_bytes || now - last_flush >= config_.flush_interval) {
       co_await flush();
       last_flush = now;
-      unflushed = 0;
+      flushed_size = size;
     }
   }
 
+  const bool cancelled = generation->cancel_requested();
   if (progress.completion_tokens == 0) progress.completion_tokens = pieces;
-  progress.status = *cancelled ? "cancelled" : "complete";
-  if (*cancelled) progress.finish_reason = "cancelled";
+  progress.status = cancelled ? "cancelled" : "complete";
+  if (cancelled) progress.finish_reason = "cancelled";
   if (!progress.finish_reason) progress.finish_reason = "stop";
   co_await flush();
-  if (listening) {
-    TurnEvent completed;
-    completed.type = TurnEvent::Type::kCompleted;
-    completed.assistant_message_id = assistant_id;
-    completed.usage = {progress.prompt_tokens, progress.completion_tokens};
-    completed.finish_reason = *progress.finish_reason;
-    co_await sink.Send(completed);
+  record(cancelled ? "cancelled" : "ok");
+  TurnEvent completed;
+  completed.type = TurnEvent::Type::kCompleted;
+  completed.usage = {progress.prompt_tokens, progress.completion_tokens};
+  completed.finish_reason = *progress.finish_reason;
+  generation->Finish(std::move(completed));
+  if (call->untitled && !cancelled) co_await GiveTitle(*call, progress.content);
+}
+
+// In the background after the first answer: it is not waited for by anyone.
+Task<void> ChatService::GiveTitle(const Call& call, std::string_view answer) {
+  std::string title;
+  if (call.provider->name() == "demo") {
+    title = HeuristicTitle(call.user_content);
+  } else {
+    llm::ChatRequest request;
+    request.model = call.model.upstream_model;
+    request.max_tokens = 24;
+    request.temperature = 0.2;
+    request.first_byte_timeout = config_.first_byte_timeout;
+    request.idle_timeout = config_.idle_timeout;
+    request.messages.push_back({"system",
+                                "Write a title of at most six words for the conversation below. "
+                                "Answer with the title only, without quotes."});
+    request.messages.push_back({"user", call.user_content.substr(0, 4000)});
+    request.messages.push_back({"assistant", std::string(answer.substr(0, 4000))});
+    auto stream = co_await call.provider->StreamChat(request);
+    if (stream) {
+      while (true) {
+        auto chunk = co_await (*stream)->Next();
+        if (!chunk || !*chunk) break;
+        title += (*chunk)->delta;
+        if (title.size() > 400) break;
+      }
+    }
+    title = CleanTitle(title);
+    if (title.empty()) title = HeuristicTitle(call.user_content);  // the model failed: still a title
   }
-  co_return co_await messages_.Get(user_id, conversation_id, assistant_id);
+  if (title.empty()) co_return;
+  auto set = co_await conversations_.SetTitleIfUntitled(call.user_id, call.conversation_id, title);
+  if (!set) log::Warn("cannot store a conversation title", {{"conversation_id", call.conversation_id}, {"error", set.error().message}});
+}
+
+namespace {
+
+// Waits for a generation's end without delivering anything.
+class DrainSink final : public TurnSink {
+ public:
+  Task<bool> Send(const TurnEvent&) override { co_return true; }
+};
+
+}  // namespace
+
+Task<Expected<Message>> ChatService::Run(std::string_view user_id, std::string_view conversation_id,
+                                         const TurnRequest& request, TurnSink& sink) {
+  auto generation = co_await Start(user_id, conversation_id, request);
+  if (!generation) co_return Unexpected{std::move(generation).error()};
+  const bool followed = co_await (*generation)->Follow(0, sink, config_.ping_interval);
+  if (!followed) {
+    DrainSink drain;
+    co_await (*generation)->Follow(0, drain, config_.ping_interval);
+  }
+  co_return co_await messages_.Get(user_id, conversation_id, (*generation)->info().message_id);
 }
 
 }  // namespace chatd::chat

@@ -1,7 +1,8 @@
-// The chat turn: store the user's message, build the model's context from the active
-// branch, stream the answer to the client while storing it as it grows, and store how it
-// ended. Transport-free: events go to a TurnSink (SSE today; WebSocket next), so the turn
-// is the same whoever listens, and testable without a socket.
+// The chat turn: store the user's message, build the model's context from its branch,
+// generate the answer while storing it as it grows, and store how it ended. Transport-free:
+// a turn is a Generation (chat/generation.hpp) that runs on its own coroutine and that
+// SSE responses, WebSockets and tests follow through a TurnSink, so the turn is the same
+// whoever listens — or if nobody does — and testable without a socket.
 //
 // Nothing is ever lost: the assistant message exists (status "streaming") before the first
 // token, is rewritten at most every flush_interval or flush_bytes while it grows, and ends
@@ -11,40 +12,22 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "chat/conversation_service.hpp"
+#include "chat/generation.hpp"
 #include "chat/generations.hpp"
 #include "chat/message_service.hpp"
 #include "core/asio.hpp"
 #include "core/expected.hpp"
+#include "core/metrics.hpp"
 #include "llm/model_registry.hpp"
 #include "llm/provider.hpp"
 
 namespace chatd::chat {
-
-struct TurnEvent {
-  enum class Type { kMessageCreated, kDelta, kCompleted, kError };
-  Type type = Type::kDelta;
-  std::string conversation_id;       // kMessageCreated
-  std::string user_message_id;       // kMessageCreated
-  std::string assistant_message_id;  // every event
-  std::string content;               // kDelta
-  llm::Usage usage;                  // kCompleted
-  std::string finish_reason;         // kCompleted
-  Error error;                       // kError
-};
-
-/// Where a turn's events go: an SSE response, a WebSocket, or a collector.
-class TurnSink {
- public:
-  virtual ~TurnSink() = default;
-  /// Delivers one event. False once the client is gone: the turn then goes on without it
-  /// (bounded by max_tokens and the provider's timeouts) and keeps storing the answer.
-  virtual Task<bool> Send(const TurnEvent& event) = 0;
-};
 
 struct TurnRequest {
   std::string content;
@@ -60,6 +43,9 @@ struct TurnRequest {
   /// The credential that started the turn (an API key id; empty for a session), so that
   /// revoking it stops its generations.
   std::string credential_id;
+  /// Regenerate: no new user message; a new answer to this one (a user message), or a
+  /// new sibling of this one (an assistant message). `content`/`parent_id` are unused.
+  std::optional<std::string> regenerate;
 };
 
 struct ChatConfig {
@@ -71,38 +57,68 @@ struct ChatConfig {
   std::chrono::milliseconds max_duration{10 * 60'000};
   std::chrono::milliseconds flush_interval{1'000};  // store the growing answer this often...
   std::size_t flush_bytes = 1024;                    // ...or after this much new text
+  /// How long a quiet stream waits before a keep-alive (SSE `: ping`).
+  std::chrono::milliseconds ping_interval{15'000};
+  /// How long a finished generation can still be resumed event by event (Generations).
+  std::chrono::milliseconds resume_window{120'000};
+};
+
+/// The chat and LLM metrics of the list, registered once.
+struct ChatMetrics {
+  explicit ChatMetrics(metrics::Registry& registry);
+  metrics::Counter& messages_processed;             // chat_messages_processed_total
+  metrics::Family<metrics::Counter>& requests;      // llm_requests_total{provider,model,status}
+  metrics::Family<metrics::Histogram>& duration;    // llm_request_duration_seconds{provider,model}
+  metrics::Family<metrics::Histogram>& first_token; // llm_time_to_first_token_seconds{provider,model}
+  metrics::Counter& prompt_tokens;                  // llm_tokens_total{type="prompt"}
+  metrics::Counter& completion_tokens;              // llm_tokens_total{type="completion"}
 };
 
 class ChatService {
  public:
   ChatService(ChatConfig config, ConversationService& conversations, MessageService& messages,
-              const llm::ModelRegistry& models, Generations& generations)
+              const llm::ModelRegistry& models, Generations& generations, ChatMetrics& metrics)
       : config_(config),
         conversations_(conversations),
         messages_(messages),
         models_(models),
-        generations_(generations) {}
+        generations_(generations),
+        metrics_(metrics) {}
 
-  /// Runs one turn on the caller's executor. Problems found before anything is stored
-  /// (bad input, someone else's conversation, an unknown model) are returned as errors
-  /// and send nothing; after that, a failure ends the turn with an error event and the
-  /// message stored with status "error", and a cancel (Generations) with
-  /// `message.completed` whose finish_reason is "cancelled" and the message stored as
-  /// "cancelled". Returns the assistant message as stored last.
+  /// Starts one turn: checks it, stores the user's message (unless regenerating) and an
+  /// empty assistant message, registers the Generation and starts it on the caller's
+  /// executor. Problems found before anything is stored (bad input, someone else's
+  /// conversation or message, an unknown model) are returned as errors. After that, the
+  /// generation's log ends with `error` (stored as "error") on a failure, or with
+  /// `message.completed` whose finish_reason is "cancelled" after a cancel (stored as
+  /// "cancelled").
+  Task<Expected<std::shared_ptr<Generation>>> Start(std::string_view user_id, std::string_view conversation_id,
+                                                    const TurnRequest& request);
+
+  /// Start, follow with `sink` (a sink that leaves does not stop it unless the request
+  /// says so), and wait for the end. Returns the assistant message as stored last.
   Task<Expected<Message>> Run(std::string_view user_id, std::string_view conversation_id,
                               const TurnRequest& request, TurnSink& sink);
 
+  const ChatConfig& config() const { return config_; }
+
  private:
-  // The model's context: the system prompt, then as much of the active branch as fits in
-  // `budget` tokens, newest kept first.
+  struct Call;
+  // The model's context: the system prompt, then as much of the path to `leaf_id` as fits
+  // in `budget` tokens, newest kept first.
   Task<Expected<std::vector<llm::ChatMessage>>> BuildContext(std::string_view user_id, const Conversation& conversation,
-                                                             std::int64_t budget);
+                                                             std::string_view leaf_id, std::int64_t budget);
+  // Generates into `generation` on its executor, storing as it goes; then titles the
+  // conversation when it was untitled.
+  Task<void> Generate(std::shared_ptr<Generation> generation, std::shared_ptr<Call> call);
+  Task<void> GiveTitle(const Call& call, std::string_view answer);
 
   ChatConfig config_;
   ConversationService& conversations_;
   MessageService& messages_;
   const llm::ModelRegistry& models_;
   Generations& generations_;
+  ChatMetrics& metrics_;
 };
 
 }  // namespace chatd::chat

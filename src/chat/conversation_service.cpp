@@ -151,6 +151,18 @@ Task<Expected<Conversation>> ConversationService::Update(std::string_view user_i
   co_return std::move(**updated);
 }
 
+Task<Expected<bool>> ConversationService::SetTitleIfUntitled(std::string_view user_id, std::string_view id,
+                                                             std::string_view title) {
+  if (!LooksLikeUuid(id)) co_return NotFound();
+  // Cut at a code point boundary: a title is at most kMaxTitleLength characters.
+  std::size_t characters = 0;
+  std::size_t end = 0;
+  for (; end < title.size(); ++end) {
+    if ((static_cast<unsigned char>(title[end]) & 0xc0) != 0x80 && ++characters > kMaxTitleLength) break;
+  }
+  co_return co_await repo_.SetTitleIfUntitled(user_id, id, title.substr(0, end));
+}
+
 Task<Expected<void>> ConversationService::Delete(std::string_view user_id, std::string_view id) {
   if (!LooksLikeUuid(id)) co_return NotFound();
   auto deleted = co_await repo_.Delete(user_id, id);

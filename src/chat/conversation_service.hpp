@@ -61,6 +61,9 @@ class ConversationService {
                                           const PageRequest& page);
   /// Applies the fields present in `change` (validated like Create's) and bumps updated_at.
   Task<Expected<Conversation>> Update(std::string_view user_id, std::string_view id, const ConversationChange& change);
+  /// Gives an untitled conversation `title` (trimmed to kMaxTitleLength); false when it
+  /// has a title by now — the user's own always wins.
+  Task<Expected<bool>> SetTitleIfUntitled(std::string_view user_id, std::string_view id, std::string_view title);
   /// Deletes the conversation and its messages.
   Task<Expected<void>> Delete(std::string_view user_id, std::string_view id);
 

@@ -2,35 +2,57 @@
 
 namespace chatd::chat {
 
-void Generations::Add(const std::string& message_id, std::string user_id, std::string credential_id,
-                      asio::any_io_executor executor, std::function<void()> cancel) {
+void Generations::Add(std::shared_ptr<Generation> generation) {
   std::lock_guard lock(mutex_);
-  entries_[message_id] = Entry{std::move(user_id), std::move(credential_id), std::move(executor), std::move(cancel)};
+  const auto now = std::chrono::steady_clock::now();
+  // At most once a second: a sweep walks every entry.
+  if (now - last_sweep_ >= std::chrono::seconds(1)) SweepLocked(now);
+  std::string id = generation->info().message_id;
+  entries_[std::move(id)] = std::move(generation);
 }
 
-void Generations::Remove(const std::string& message_id) {
+void Generations::SweepLocked(std::chrono::steady_clock::time_point now) {
+  last_sweep_ = now;
+  std::erase_if(entries_, [&](const auto& entry) {
+    const Generation& generation = *entry.second;
+    return generation.ended() && now - generation.ended_at() > keep_finished_;
+  });
+}
+
+std::shared_ptr<Generation> Generations::Find(std::string_view user_id, std::string_view message_id) {
   std::lock_guard lock(mutex_);
-  entries_.erase(message_id);
+  auto it = entries_.find(std::string(message_id));
+  if (it == entries_.end() || it->second->info().user_id != user_id) return nullptr;
+  const Generation& generation = *it->second;
+  if (generation.ended() && std::chrono::steady_clock::now() - generation.ended_at() > keep_finished_) return nullptr;
+  return it->second;
 }
 
 bool Generations::Cancel(std::string_view user_id, std::string_view message_id) {
-  std::lock_guard lock(mutex_);
-  auto it = entries_.find(std::string(message_id));
-  if (it == entries_.end() || it->second.user_id != user_id) return false;
-  asio::post(it->second.executor, it->second.cancel);
+  std::shared_ptr<Generation> generation = Find(user_id, message_id);
+  if (!generation || generation->ended()) return false;
+  generation->Cancel();
   return true;
 }
 
 std::size_t Generations::CancelAll(std::string_view user_id, std::string_view credential_id) {
   std::lock_guard lock(mutex_);
   std::size_t cancelled = 0;
-  for (auto& [id, entry] : entries_) {
-    if (entry.user_id != user_id) continue;
-    if (!credential_id.empty() && entry.credential_id != credential_id) continue;
-    asio::post(entry.executor, entry.cancel);
+  for (auto& [id, generation] : entries_) {
+    const GenerationInfo& info = generation->info();
+    if (info.user_id != user_id || generation->ended()) continue;
+    if (!credential_id.empty() && info.credential_id != credential_id) continue;
+    generation->Cancel();
     ++cancelled;
   }
   return cancelled;
+}
+
+std::size_t Generations::live() const {
+  std::lock_guard lock(mutex_);
+  std::size_t count = 0;
+  for (const auto& [id, generation] : entries_) count += generation->ended() ? 0 : 1;
+  return count;
 }
 
 }  // namespace chatd::chat

@@ -143,6 +143,13 @@ Task<Expected<void>> MessageService::FlushAssistant(std::string_view user_id, st
   co_return Expected<void>{};
 }
 
+Task<Expected<Page<Message>>> MessageService::GetPath(std::string_view user_id, std::string_view conversation_id,
+                                                      std::string_view leaf_id, const PageRequest& page) {
+  if (!LooksLikeUuid(conversation_id) || !LooksLikeUuid(leaf_id)) co_return ConversationNotFound();
+  store::MessagesRepository repo(db_);
+  co_return co_await repo.Branch(user_id, conversation_id, leaf_id, page);
+}
+
 Task<Expected<Page<BranchMessage>>> MessageService::GetBranch(std::string_view user_id,
                                                               std::string_view conversation_id,
                                                               const PageRequest& page, bool include_siblings) {

@@ -77,6 +77,10 @@ class MessageService {
   /// conversation without messages has an empty branch.
   Task<Expected<Page<BranchMessage>>> GetBranch(std::string_view user_id, std::string_view conversation_id,
                                                 const PageRequest& page, bool include_siblings);
+  /// The path root→`leaf_id` (any message, not only a leaf), oldest first, paginated:
+  /// the history a turn answering `leaf_id` sees.
+  Task<Expected<Page<Message>>> GetPath(std::string_view user_id, std::string_view conversation_id,
+                                        std::string_view leaf_id, const PageRequest& page);
   /// Makes the newest leaf under `message_id` (itself when it is a leaf) the current leaf
   /// and returns its id.
   Task<Expected<std::string>> SwitchLeaf(std::string_view user_id, std::string_view conversation_id,

@@ -24,6 +24,9 @@ const std::string& FindConversationSql() {
   return sql;
 }
 
+// Does not bump updated_at: a title found in the background must not reorder the list.
+constexpr std::string_view kSetTitleIfUntitled =
+    "UPDATE conversations SET title = $3 WHERE id = $1 AND user_id = $2 AND title = ''";
 constexpr std::string_view kDeleteConversation = "DELETE FROM conversations WHERE id = $1 AND user_id = $2";
 
 // List and Update are assembled from these (their conditions and SET lists vary).
@@ -122,6 +125,14 @@ Task<Expected<std::optional<ConversationRecord>>> ConversationsRepository::Updat
   if (!rows) co_return Unexpected{std::move(rows).error()};
   if (rows->empty()) co_return std::optional<ConversationRecord>();
   co_return std::optional<ConversationRecord>(ReadConversation(*rows, 0));
+}
+
+Task<Expected<bool>> ConversationsRepository::SetTitleIfUntitled(std::string_view user_id, std::string_view id,
+                                                                 std::string_view title) {
+  Params params{std::string(id), std::string(user_id), std::string(title)};
+  auto updated = co_await db_.Execute(kSetTitleIfUntitled, std::move(params));
+  if (!updated) co_return Unexpected{std::move(updated).error()};
+  co_return updated->affected_rows > 0;
 }
 
 Task<Expected<bool>> ConversationsRepository::Delete(std::string_view user_id, std::string_view id) {

@@ -64,6 +64,9 @@ class ConversationsRepository {
   /// conversation of this user.
   Task<Expected<std::optional<ConversationRecord>>> Update(std::string_view user_id, std::string_view id,
                                                            const ConversationUpdate& update, std::string_view now);
+  /// Sets the title of a conversation that has none (a title generated after the first
+  /// exchange); false when it has one by now, or is not this user's.
+  Task<Expected<bool>> SetTitleIfUntitled(std::string_view user_id, std::string_view id, std::string_view title);
   /// Deletes the conversation (its messages go with it: ON DELETE CASCADE). False when
   /// there is no such conversation of this user.
   Task<Expected<bool>> Delete(std::string_view user_id, std::string_view id);

@@ -41,7 +41,7 @@ class ChatTurnTest : public ::testing::TestWithParam<Backend> {
     ChatConfig config;
     config.idle_timeout = 50ms;
     config.flush_interval = 0ms;  // store every piece, so the test sees each flush
-    chat_ = std::make_unique<ChatService>(config, *conversations_, *messages_, models_, generations_);
+    chat_ = std::make_unique<ChatService>(config, *conversations_, *messages_, models_, generations_, metrics_);
 
     user_ = database_.InsertUser("turn@example.com", clock_.Now());
     NewConversation request;
@@ -61,6 +61,8 @@ class ChatTurnTest : public ::testing::TestWithParam<Backend> {
   llm::DemoProvider demo_{llm::DemoConfig{1ms, 1ms, 3}};  // paced, so cancels can land
   llm::ModelRegistry models_;
   Generations generations_;
+  metrics::Registry registry_;
+  ChatMetrics metrics_{registry_};
   std::unique_ptr<ConversationService> conversations_;
   std::unique_ptr<MessageService> messages_;
   std::unique_ptr<ChatService> chat_;
@@ -222,7 +224,7 @@ TEST_P(ChatTurnTest, RevokingACredentialStopsOnlyWhatItStarted) {
 TEST_P(ChatTurnTest, AGenerationStopsAtTheMaximumDuration) {
   ChatConfig config;
   config.max_duration = 30ms;
-  ChatService bounded(config, *conversations_, *messages_, models_, generations_);
+  ChatService bounded(config, *conversations_, *messages_, models_, generations_, metrics_);
   RecordingSink sink;
   TurnRequest request{"take your time"};
   request.model = "demo-slow";  // 100 tokens at 1 ms each here: longer than 30 ms
@@ -232,6 +234,76 @@ TEST_P(ChatTurnTest, AGenerationStopsAtTheMaximumDuration) {
   EXPECT_FALSE(message->content.empty());
   EXPECT_LT(message->completion_tokens, 100);
   EXPECT_EQ(sink.events.back().error.code, ErrorCode::kUpstreamTimeout);
+}
+
+TEST_P(ChatTurnTest, AFollowerResumingGetsExactlyTheEventsAfterItsLastOne) {
+  RecordingSink first(/*listen_for=*/4);  // leaves after message.created and 3 deltas
+  TurnRequest request{"resume me"};
+  request.model = "demo-slow";
+  request.max_tokens = 12;
+  auto message = Turn(request, first);
+  ASSERT_TRUE(message);
+  EXPECT_EQ(message->status, "complete");
+  std::shared_ptr<Generation> generation = generations_.Find(user_, message->id);
+  ASSERT_TRUE(generation) << "a finished generation stays a while for resuming";
+  EXPECT_FALSE(generations_.Find(NewUuidV7(), message->id)) << "someone else's looks missing";
+
+  RecordingSink resumed;
+  EXPECT_TRUE(database_.Await(generation->Follow(first.events.back().id, resumed, 1s)));
+  ASSERT_FALSE(resumed.events.empty());
+  EXPECT_EQ(resumed.events.front().id, first.events.back().id + 1);
+  std::string text;
+  for (const auto& event : first.events) text += event.content;
+  for (const auto& event : resumed.events) {
+    text += event.content;
+    if (&event != &resumed.events.front()) {
+      EXPECT_EQ(event.id, (&event - 1)->id + 1);
+    }
+  }
+  EXPECT_EQ(text, message->content);
+  EXPECT_EQ(resumed.events.back().type, TurnEvent::Type::kCompleted);
+}
+
+TEST_P(ChatTurnTest, TheFirstExchangeTitlesTheConversationInTheBackground) {
+  RecordingSink sink;
+  auto message = Turn(TurnRequest{"How do tides work on Earth? Explain please"}, sink);
+  ASSERT_TRUE(message);
+  database_.Drain();  // the title is written after the answer, by the generation
+  auto conversation = database_.Await(conversations_->Get(user_, conversation_));
+  ASSERT_TRUE(conversation);
+  EXPECT_EQ(conversation->title, "How do tides work on Earth?");
+
+  ASSERT_TRUE(database_.Await(conversations_->Update(user_, conversation_, {.title = "Mine"})));
+  RecordingSink second;
+  ASSERT_TRUE(Turn(TurnRequest{"another question"}, second));
+  database_.Drain();
+  EXPECT_EQ(database_.Await(conversations_->Get(user_, conversation_))->title, "Mine") << "a title is never replaced";
+}
+
+TEST_P(ChatTurnTest, RegeneratingAnswersTheSameQuestionOnANewBranch) {
+  RecordingSink sink;
+  auto first = Turn(TurnRequest{"say something"}, sink);
+  ASSERT_TRUE(first);
+  TurnRequest again;
+  again.regenerate = first->id;
+  RecordingSink sink2;
+  auto second = Turn(again, sink2);
+  ASSERT_TRUE(second) << second.error().message;
+  EXPECT_NE(second->id, first->id);
+  EXPECT_EQ(second->parent_id, first->parent_id) << "a sibling of the answer it replaces";
+  EXPECT_EQ(second->status, "complete");
+
+  TurnRequest of_the_question;
+  of_the_question.regenerate = *first->parent_id;  // naming the question works too
+  RecordingSink sink3;
+  auto third = Turn(of_the_question, sink3);
+  ASSERT_TRUE(third);
+  EXPECT_EQ(third->parent_id, first->parent_id);
+
+  TurnRequest missing;
+  missing.regenerate = NewUuidV7();
+  RecordingSink sink4;
+  EXPECT_EQ(Turn(missing, sink4).error().code, ErrorCode::kNotFound);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, ChatTurnTest, ::testing::Values(Backend::kSqlite, Backend::kPostgres),
