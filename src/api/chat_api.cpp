@@ -9,6 +9,7 @@
 #include "api/json_fields.hpp"
 #include "api/messages_api.hpp"
 #include "api/pagination.hpp"
+#include "api/turn_events.hpp"
 #include "core/json.hpp"
 #include "http/json_body.hpp"
 
@@ -17,49 +18,6 @@ namespace chatd::api {
 namespace {
 
 using chat::TurnEvent;
-
-std::string_view EventName(TurnEvent::Type type) {
-  switch (type) {
-    case TurnEvent::Type::kMessageCreated: return "message.created";
-    case TurnEvent::Type::kDelta: return "delta";
-    case TurnEvent::Type::kCompleted: return "message.completed";
-    case TurnEvent::Type::kError: return "error";
-  }
-  return "error";
-}
-
-// The JSON `data:` of an event; it carries its own "type" too, for clients that read only data.
-std::string EventJson(const TurnEvent& event) {
-  JsonWriter json;
-  json.BeginObject().Field("type", EventName(event.type));
-  switch (event.type) {
-    case TurnEvent::Type::kMessageCreated:
-      json.Field("conversation_id", event.conversation_id)
-          .Field("user_message_id", event.user_message_id)
-          .Field("assistant_message_id", event.assistant_message_id);
-      break;
-    case TurnEvent::Type::kDelta:
-      json.Field("message_id", event.assistant_message_id).Field("content", event.content);
-      break;
-    case TurnEvent::Type::kCompleted:
-      json.Field("message_id", event.assistant_message_id).Key("usage").BeginObject();
-      json.Field("prompt_tokens", event.usage.prompt_tokens)
-          .Field("completion_tokens", event.usage.completion_tokens)
-          .Field("total_tokens", event.usage.prompt_tokens + event.usage.completion_tokens)
-          .EndObject();
-      json.Field("finish_reason", event.finish_reason);
-      break;
-    case TurnEvent::Type::kError:
-      json.Field("message_id", event.assistant_message_id).Key("error").BeginObject();
-      json.Field("message", event.error.message)
-          .Field("type", ErrorType(event.error.code))
-          .Field("code", ErrorCodeName(event.error.code))
-          .EndObject();
-      break;
-  }
-  json.EndObject();
-  return std::move(json).str();
-}
 
 // Server-Sent Events on the request's response stream. The event's `id:` is its place in
 // the generation's log, which is what a client resuming sends back as Last-Event-ID.
@@ -81,7 +39,7 @@ class SseSink final : public chat::TurnSink {
 
   Task<bool> Send(const TurnEvent& event) override {
     co_return co_await stream_.Write(
-        fmt::format("event: {}\nid: {}\ndata: {}\n\n", EventName(event.type), event.id, EventJson(event)));
+        fmt::format("event: {}\nid: {}\ndata: {}\n\n", EventName(event.type), event.id, EventJson(event, {})));
   }
 
   Task<bool> Ping() override { co_return co_await stream_.Write(": ping\n\n"); }

@@ -85,15 +85,20 @@ Task<std::optional<http::Response>> Guard::Limit(std::string bucket, const cache
   co_return refusal;
 }
 
+Task<Expected<Principal>> Guard::Authenticate(std::string_view credential, Access access) {
+  if (credential.empty()) {
+    co_return MakeError(ErrorCode::kUnauthenticated, "missing credentials: send Authorization: Bearer <token>");
+  }
+  auto principal = co_await accounts_.Authenticate(credential);
+  if (!principal) co_return Unexpected{std::move(principal).error()};
+  if (auto allowed = Authorize(*principal, access); !allowed) co_return Unexpected{std::move(allowed).error()};
+  co_return std::move(*principal);
+}
+
 http::Handler Guard::Protect(Access access, PrincipalHandler handler) {
   return [this, access, handler = std::move(handler)](http::Request& request) -> Task<http::Response> {
-    const std::string_view credential = Credential(request);
-    if (credential.empty()) {
-      co_return ErrorResponse(Error{ErrorCode::kUnauthenticated, "missing credentials: send Authorization: Bearer <token>"});
-    }
-    auto principal = co_await accounts_.Authenticate(credential);
+    auto principal = co_await Authenticate(Credential(request), access);
     if (!principal) co_return ErrorResponse(principal.error());
-    if (auto allowed = Authorize(*principal, access); !allowed) co_return ErrorResponse(allowed.error());
 
     // Sessions share the user's app-API bucket. An API key is limited by the limits set
     // on the key itself (none unless set; per-key RPM/TPM arrive with the gateway), so a

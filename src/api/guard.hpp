@@ -44,6 +44,10 @@ class Guard {
   /// user with the app-API bucket.
   http::Handler Protect(Access access, PrincipalHandler handler);
 
+  /// Resolves a credential (an access token or an API key) and checks it allows `access`:
+  /// for callers that do not come through Protect (a WebSocket's first message).
+  Task<Expected<accounts::Principal>> Authenticate(std::string_view credential, Access access);
+
   /// The credential of a request: `Authorization: Bearer X` or `x-api-key: X`.
   static std::string_view Credential(const http::Request& request);
 

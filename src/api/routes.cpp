@@ -21,6 +21,9 @@ void AddRoutes(http::Router& router, Services& services, std::string_view prefix
   router.Add(Method::kGet, "/health", [&ops](Request& r) { return ops.Health(r); });
   router.Add(Method::kGet, "/ready", [&ops](Request& r) { return ops.Ready(r); });
   router.Add(Method::kGet, "/metrics", [&ops](Request& r) { return ops.Metrics(r); });
+  // Authenticates inside: browsers cannot send headers on an upgrade (api/chat_socket.hpp).
+  ChatSocket& socket = services.chat_socket;
+  router.Add(Method::kGet, "/ws", [&socket](Request& r) { return socket.Serve(r); }, {.websocket = true});
   router.Add(Method::kPost, api + "/auth/register", [&accounts](Request& r) { return accounts.Register(r); });
   router.Add(Method::kPost, api + "/auth/login", [&accounts](Request& r) { return accounts.Login(r); });
   router.Add(Method::kPost, api + "/auth/refresh", [&accounts](Request& r) { return accounts.Refresh(r); });

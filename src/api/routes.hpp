@@ -2,6 +2,7 @@
 
 #include "api/accounts_api.hpp"
 #include "api/chat_api.hpp"
+#include "api/chat_socket.hpp"
 #include "api/conversations_api.hpp"
 #include "api/guard.hpp"
 #include "api/messages_api.hpp"
@@ -18,6 +19,7 @@ struct Services {
   ConversationsApi& conversations;
   MessagesApi& messages;
   ChatApi& chat;
+  ChatSocket& chat_socket;
 };
 
 /// Registers every route of the HTTP surface on `router`: the one table of routes.

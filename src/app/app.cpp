@@ -142,7 +142,11 @@ int Serve(const AppConfig& loaded) {
   chat::ChatMetrics chat_metrics(metrics);
   chat::ChatService chat(config.chat, conversations, messages, models, generations, chat_metrics);
   api::ChatApi chat_api(chat, messages, generations, models, metrics);
-  api::Services services{operations, guard, accounts_api, conversations_api, messages_api, chat_api};
+  api::ChatSocket chat_socket(guard, chat, generations, metrics);
+  accounts.OnRevocation([&chat_socket](const accounts::SessionRevocation& revocation) {
+    chat_socket.Revoke(revocation.user_id, revocation.api_key_id);
+  });
+  api::Services services{operations, guard, accounts_api, conversations_api, messages_api, chat_api, chat_socket};
   http::Router router;
   api::AddRoutes(router, services, config.api_prefix);
 

@@ -111,6 +111,8 @@ Expected<AppConfig> LoadConfig(const EnvSource& env) {
   server.body_timeout = read.Duration("BODY_TIMEOUT", milliseconds(30'000));
   server.keepalive_timeout = read.Duration("KEEPALIVE_TIMEOUT", milliseconds(75'000));
   server.write_timeout = read.Duration("WRITE_TIMEOUT", milliseconds(30'000));
+  server.websocket.max_message = read.Bytes("WEBSOCKET_MAX_MESSAGE", 64 * 1024);
+  server.websocket.idle_timeout = read.Duration("WEBSOCKET_IDLE_TIMEOUT", milliseconds(60'000));
   server.shutdown_timeout = read.Duration("SHUTDOWN_TIMEOUT", milliseconds(30'000));
   server.access_log = read.Bool("ACCESS_LOG", true);
 
@@ -220,6 +222,8 @@ std::string DescribeConfig(const AppConfig& config) {
   line("BODY_TIMEOUT", fmt::format("{}ms", s.body_timeout.count()));
   line("KEEPALIVE_TIMEOUT", fmt::format("{}ms", s.keepalive_timeout.count()));
   line("WRITE_TIMEOUT", fmt::format("{}ms", s.write_timeout.count()));
+  line("WEBSOCKET_MAX_MESSAGE", s.websocket.max_message);
+  line("WEBSOCKET_IDLE_TIMEOUT", fmt::format("{}ms", s.websocket.idle_timeout.count()));
   line("SHUTDOWN_TIMEOUT", fmt::format("{}ms", s.shutdown_timeout.count()));
   return out;
 }

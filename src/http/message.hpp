@@ -27,6 +27,7 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 
 struct Route;
 class Response;
+class WebSocketUpgrade;
 
 /// A response sent in pieces as it is produced (Server-Sent Events, proxied streams): the
 /// head first, then chunks, each written to the socket before Write() returns, so a slow
@@ -63,6 +64,9 @@ struct Request {
   /// For handlers that stream: once they call stream->Begin(), the Response they return
   /// is ignored and the server ends the stream when the handler returns.
   ResponseStream* stream = nullptr;
+  /// On a WebSocket route (RouteOptions::websocket), for an upgrade request: Accept() it
+  /// to talk over the socket; the Response returned after that is ignored.
+  WebSocketUpgrade* upgrade = nullptr;
 
   /// The first header with this name (case-insensitive), or "" when absent.
   std::string_view Header(std::string_view name) const;

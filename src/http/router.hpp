@@ -23,6 +23,8 @@ using Handler = std::function<Task<Response>(Request&)>;
 struct RouteOptions {
   /// Largest accepted body in bytes; 0 means the server's default (MAX_BODY_SIZE).
   std::size_t body_limit = 0;
+  /// A WebSocket endpoint: upgrade requests reach the handler with Request::upgrade set.
+  bool websocket = false;
 };
 
 struct RouteStats;  // per-route metrics, owned by the server

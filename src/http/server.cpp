@@ -20,6 +20,7 @@
 
 #include "core/ids.hpp"
 #include "core/log.hpp"
+#include "http/websocket_session.hpp"
 
 namespace chatd::http {
 
@@ -75,6 +76,7 @@ struct Connection {
   explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
   beast::tcp_stream stream;
   bool idle = true;  // waiting for the next request to start
+  WebSocketSession* websocket = nullptr;  // while upgraded: for a 1001 close at shutdown
   Clock::time_point idle_since = Clock::now();
   std::list<Connection*>::iterator position;
 };
@@ -433,6 +435,13 @@ Task<void> Server::Impl::Serve(Worker& worker, tcp::socket socket) {
 
     StreamWriter writer(*this, connection.stream, request);
     request.stream = &writer;
+    std::optional<WebSocketSession> websocket;
+    if (!early && !full && match.route != nullptr && match.route->options.websocket &&
+        beast::websocket::is_upgrade(head.get())) {
+      websocket.emplace(connection.stream, head.get(), config.websocket);
+      request.upgrade = &*websocket;
+      connection.websocket = &*websocket;
+    }
     // Not `early ? ... : co_await ...`: GCC 12 miscompiles co_await inside ?: and &&.
     Response response;
     if (early) {
@@ -440,6 +449,13 @@ Task<void> Server::Impl::Serve(Worker& worker, tcp::socket socket) {
     } else {
       response = co_await Dispatch(request, match);
     }
+    if (websocket && websocket->accepted()) {
+      co_await websocket->Finish();
+      connection.websocket = nullptr;
+      Record(request, 101, 0, stats);
+      break;  // the connection was the socket's
+    }
+    connection.websocket = nullptr;
     if (writer.begun()) {
       const bool reusable = co_await writer.End();
       Record(request, writer.status(), writer.bytes(), stats);
@@ -591,6 +607,7 @@ void Server::Shutdown() {
       if (worker->acceptor) worker->acceptor->close(ec);
       for (Connection* connection : worker->connections) {
         if (connection->idle) connection->stream.socket().close(ec);
+        if (connection->websocket != nullptr) connection->websocket->GoingAway();
       }
     });
   }

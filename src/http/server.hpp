@@ -22,6 +22,7 @@
 #include "core/metrics.hpp"
 #include "http/middleware.hpp"
 #include "http/router.hpp"
+#include "http/websocket.hpp"
 
 namespace chatd::http {
 
@@ -38,6 +39,7 @@ struct ServerConfig {
   std::chrono::milliseconds write_timeout{30'000};
   std::chrono::milliseconds shutdown_timeout{30'000};
   bool access_log = true;
+  WebSocketConfig websocket;
 };
 
 class Server {
