@@ -94,10 +94,9 @@ ChatMetrics::ChatMetrics(metrics::Registry& registry)
       first_token(registry.AddHistogram("llm_time_to_first_token_seconds",
                                         "From the model request to its first token.", {"provider", "model"},
                                         {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30})),
-      prompt_tokens(registry.AddCounter("llm_tokens_total", "Tokens the models read and wrote.", {"type"})
-                        .WithLabels({"prompt"})),
-      completion_tokens(registry.AddCounter("llm_tokens_total", "Tokens the models read and wrote.", {"type"})
-                            .WithLabels({"completion"})) {}
+      tokens(registry.AddCounter("llm_tokens_total", "Tokens the models read and wrote.", {"type"})),
+      prompt_tokens(tokens.WithLabels({"prompt"})),
+      completion_tokens(tokens.WithLabels({"completion"})) {}
 
 // What a generation needs once started, shared with its coroutine.
 struct ChatService::Call {

@@ -70,6 +70,7 @@ struct ChatMetrics {
   metrics::Family<metrics::Counter>& requests;      // llm_requests_total{provider,model,status}
   metrics::Family<metrics::Histogram>& duration;    // llm_request_duration_seconds{provider,model}
   metrics::Family<metrics::Histogram>& first_token; // llm_time_to_first_token_seconds{provider,model}
+  metrics::Family<metrics::Counter>& tokens;        // llm_tokens_total{type}
   metrics::Counter& prompt_tokens;                  // llm_tokens_total{type="prompt"}
   metrics::Counter& completion_tokens;              // llm_tokens_total{type="completion"}
 };

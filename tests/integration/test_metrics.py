@@ -90,3 +90,28 @@ def test_metrics_counts_grow(make_server):
     for _ in range(3):
         assert get(srv.port, "/ready").status == 200
     assert count() == before + 3
+
+
+def test_chat_metrics(make_server):
+    from accounts_client import Api
+    from test_chat_turn import conversation, send
+
+    srv = make_server()
+    api = Api(srv.port)
+    user = api.new_user()
+    cid = conversation(api, user)
+    assert send(api, user, cid, {"content": "count me", "stream": False, "max_tokens": 5}).status == 200
+    assert send(api, user, cid, {"content": "fail me", "model": "demo-error", "stream": False}).status == 200
+    samples, types = parse_exposition(get(srv.port, "/metrics").body.decode())
+    assert find(samples, "chat_messages_processed_total") == [2.0]
+    assert find(samples, "llm_requests_total", provider="demo", model="demo", status="ok") == [1.0]
+    assert find(samples, "llm_requests_total", provider="demo", model="demo-error", status="error") == [1.0]
+    assert find(samples, "llm_tokens_total", type="completion") == [5.0]
+    assert find(samples, "llm_tokens_total", type="prompt")[0] > 0
+    assert find(samples, "llm_time_to_first_token_seconds_count", model="demo") == [1.0]
+    assert find(samples, "llm_request_duration_seconds_count", model="demo-error") == [1.0]
+    assert find(samples, "sse_active_streams") == [0.0]
+    assert find(samples, "websocket_active_connections") == [0.0]
+    for name, kind in [("chat_messages_processed_total", "counter"), ("llm_tokens_total", "counter"),
+                       ("llm_time_to_first_token_seconds", "histogram"), ("sse_active_streams", "gauge")]:
+        assert types[name] == kind
