@@ -15,6 +15,7 @@ void AddRoutes(http::Router& router, Services& services, std::string_view prefix
   auto& conversations = services.conversations;
   auto& messages = services.messages;
   auto& chat = services.chat;
+  auto& search = services.search;
   const std::string api(prefix);
 
   // Public: method, path, handler.
@@ -52,6 +53,7 @@ void AddRoutes(http::Router& router, Services& services, std::string_view prefix
   protect(Method::kPost, api + "/conversations/{id}/messages", Access::kUser, chat, &ChatApi::SendMessage);
   protect(Method::kPost, api + "/conversations/{id}/messages/{mid}/cancel", Access::kUser, chat, &ChatApi::Cancel);
   protect(Method::kGet, api + "/models", Access::kUser, chat, &ChatApi::ListModels);
+  protect(Method::kGet, api + "/search", Access::kUser, search, &SearchApi::Search);
 }
 
 }  // namespace chatd::api

@@ -6,6 +6,7 @@
 #include "api/guard.hpp"
 #include "api/messages_api.hpp"
 #include "api/operations.hpp"
+#include "api/search_api.hpp"
 #include "http/router.hpp"
 
 namespace chatd::api {
@@ -18,6 +19,7 @@ struct Services {
   ConversationsApi& conversations;
   MessagesApi& messages;
   ChatApi& chat;
+  SearchApi& search;
 };
 
 /// Registers every route of the HTTP surface on `router`: the one table of routes.

@@ -23,9 +23,11 @@
 #include "api/guard.hpp"
 #include "api/operations.hpp"
 #include "api/routes.hpp"
+#include "api/search_api.hpp"
 #include "cache/rate_limiter.hpp"
 #include "chat/conversation_service.hpp"
 #include "chat/message_service.hpp"
+#include "chat/search_service.hpp"
 #include "core/blocking_pool.hpp"
 #include "core/clock.hpp"
 #include "http/client_ip.hpp"
@@ -141,7 +143,10 @@ int Serve(const AppConfig& loaded) {
   });
   chat::ChatService chat(config.chat, conversations, messages, models, generations);
   api::ChatApi chat_api(chat, messages, generations, models);
-  api::Services services{operations, guard, accounts_api, conversations_api, messages_api, chat_api};
+  chat::SearchService search(*database);
+  api::SearchApi search_api(search);
+  api::Services services{operations, guard,    accounts_api, conversations_api,
+                         messages_api, chat_api, search_api};
   http::Router router;
   api::AddRoutes(router, services, config.api_prefix);
 
