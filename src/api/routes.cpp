@@ -16,6 +16,7 @@ void AddRoutes(http::Router& router, Services& services, std::string_view prefix
   auto& messages = services.messages;
   auto& chat = services.chat;
   auto& search = services.search;
+  auto& archive = services.archive;
   const std::string api(prefix);
 
   // Public: method, path, handler.
@@ -54,6 +55,11 @@ void AddRoutes(http::Router& router, Services& services, std::string_view prefix
   protect(Method::kPost, api + "/conversations/{id}/messages/{mid}/cancel", Access::kUser, chat, &ChatApi::Cancel);
   protect(Method::kGet, api + "/models", Access::kUser, chat, &ChatApi::ListModels);
   protect(Method::kGet, api + "/search", Access::kUser, search, &SearchApi::Search);
+  protect(Method::kGet, api + "/conversations/{id}/export", Access::kUser, archive, &ArchiveApi::Export);
+  // An import is a whole conversation: its body may be larger than MAX_BODY_SIZE.
+  router.Add(Method::kPost, api + "/conversations/import",
+             guard.Protect(Access::kUser, [&archive](Request& r, const Principal& p) { return archive.Import(r, p); }),
+             http::RouteOptions{chat::kMaxImportBytes});
 }
 
 }  // namespace chatd::api

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "api/accounts_api.hpp"
+#include "api/archive_api.hpp"
 #include "api/chat_api.hpp"
 #include "api/conversations_api.hpp"
 #include "api/guard.hpp"
@@ -20,6 +21,7 @@ struct Services {
   MessagesApi& messages;
   ChatApi& chat;
   SearchApi& search;
+  ArchiveApi& archive;
 };
 
 /// Registers every route of the HTTP surface on `router`: the one table of routes.

@@ -17,6 +17,7 @@
 #include "accounts/account_service.hpp"
 #include "accounts/secret_store.hpp"
 #include "api/accounts_api.hpp"
+#include "api/archive_api.hpp"
 #include "api/chat_api.hpp"
 #include "api/conversations_api.hpp"
 #include "api/messages_api.hpp"
@@ -25,6 +26,7 @@
 #include "api/routes.hpp"
 #include "api/search_api.hpp"
 #include "cache/rate_limiter.hpp"
+#include "chat/conversation_archive.hpp"
 #include "chat/conversation_service.hpp"
 #include "chat/message_service.hpp"
 #include "chat/search_service.hpp"
@@ -145,8 +147,10 @@ int Serve(const AppConfig& loaded) {
   api::ChatApi chat_api(chat, messages, generations, models);
   chat::SearchService search(*database);
   api::SearchApi search_api(search);
+  chat::ConversationArchive archive(*database, clock);
+  api::ArchiveApi archive_api(archive);
   api::Services services{operations, guard,    accounts_api, conversations_api,
-                         messages_api, chat_api, search_api};
+                         messages_api, chat_api, search_api, archive_api};
   http::Router router;
   api::AddRoutes(router, services, config.api_prefix);
 
