@@ -43,8 +43,8 @@ using SearchHit = store::SearchHit;
 Expected<std::vector<std::string>> ParseSearchQuery(std::string_view q);
 
 /// `raw` (text with matches between `open` and `close`) as HTML: the text escaped, each
-/// match in <mark>…</mark>. A marker without its partner is dropped; nothing else in
-/// `raw` can become markup.
+/// match in <mark>…</mark>. Markers are balanced (a stray close is dropped, an open one
+/// closed at the end); nothing else in `raw` can become markup.
 std::string RenderSnippet(std::string_view raw, std::string_view open, std::string_view close);
 
 class SearchService {

@@ -16,10 +16,11 @@
 // that is deleted (with its conversation) leaves the index in the same statement.
 //
 // Pagination is a keyset over (score DESC, hit id): the cursor names the last hit of the
-// page and its score. The next page starts after that hit's *current* score (looked up in
-// the same statement, since new text elsewhere shifts bm25 scores a little), so pages
-// neither repeat nor skip hits while the index changes; only when that hit is gone does
-// the cursor's own score stand in.
+// page and its score. The next page starts after that hit's *current* score, looked up in
+// the same statement: new text anywhere shifts every bm25 score (IDF, average length), so
+// a remembered score would repeat or skip whole pages, while the hit's own place keeps
+// them right unless the change reorders the hits themselves. Only when that hit is gone
+// does the cursor's score stand in. (ts_rank depends on the text alone: no shift there.)
 #pragma once
 
 #include <cstddef>
