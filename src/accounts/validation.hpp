@@ -7,7 +7,7 @@
 #include <string_view>
 
 #include "core/expected.hpp"
-#include "core/time.hpp"
+#include "core/time.hpp"  // ParseRfc3339, FormatRfc3339
 
 namespace chatd::accounts {
 
@@ -26,9 +26,5 @@ Expected<std::string> NormalizeEmail(std::string_view email);
 /// `param` otherwise. `min` = 1 for names that may not be empty.
 Expected<void> CheckName(std::string_view name, std::string_view param, std::size_t min = 0,
                          std::size_t max = kMaxNameLength);
-
-/// RFC 3339 date-time: "2026-01-02T03:04:05Z", with optional fraction and a "Z" or
-/// "+hh:mm" offset ('t' and 'z' accepted too). nullopt when malformed or out of range.
-std::optional<SystemTime> ParseRfc3339(std::string_view text);
 
 }  // namespace chatd::accounts

@@ -14,21 +14,6 @@ using accounts::Principal;
 
 namespace {
 
-void WriteConversation(JsonWriter& json, const chat::Conversation& c) {
-  json.BeginObject().Field("id", c.id).Field("title", c.title).Field("model", c.model).Key("system_prompt");
-  if (c.system_prompt)
-    json.String(*c.system_prompt);
-  else
-    json.Null();
-  // Stored as the text of a JSON object the service validated.
-  json.Key("params").Raw(c.params.empty() ? std::string_view("{}") : std::string_view(c.params));
-  json.Field("pinned", c.pinned)
-      .Field("archived", c.archived)
-      .Field("created_at", c.created_at)
-      .Field("updated_at", c.updated_at)
-      .EndObject();
-}
-
 http::Response ConversationResponse(int status, const chat::Conversation& conversation) {
   JsonWriter json;
   WriteConversation(json, conversation);
@@ -78,6 +63,26 @@ Expected<Fields> ReadFields(const JsonObject& body) {
 }
 
 }  // namespace
+
+void WriteConversationFields(JsonWriter& json, const chat::Conversation& c) {
+  json.Field("id", c.id).Field("title", c.title).Field("model", c.model).Key("system_prompt");
+  if (c.system_prompt)
+    json.String(*c.system_prompt);
+  else
+    json.Null();
+  // Stored as the text of a JSON object the service validated.
+  json.Key("params").Raw(c.params.empty() ? std::string_view("{}") : std::string_view(c.params));
+  json.Field("pinned", c.pinned)
+      .Field("archived", c.archived)
+      .Field("created_at", c.created_at)
+      .Field("updated_at", c.updated_at);
+}
+
+void WriteConversation(JsonWriter& json, const chat::Conversation& conversation) {
+  json.BeginObject();
+  WriteConversationFields(json, conversation);
+  json.EndObject();
+}
 
 Task<http::Response> ConversationsApi::Create(http::Request& request, const Principal& caller) {
   auto body = BodyObject(request);

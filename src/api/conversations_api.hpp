@@ -4,9 +4,15 @@
 
 #include "accounts/principal.hpp"
 #include "chat/conversation_service.hpp"
+#include "core/json.hpp"
 #include "http/message.hpp"
 
 namespace chatd::api {
+
+/// The conversation shape of docs/api.md; the Fields form writes the members only, for
+/// objects that add their own (an export's current_leaf_id).
+void WriteConversation(JsonWriter& json, const chat::Conversation& conversation);
+void WriteConversationFields(JsonWriter& json, const chat::Conversation& conversation);
 
 class ConversationsApi {
  public:

@@ -15,6 +15,8 @@ void AddRoutes(http::Router& router, Services& services, std::string_view prefix
   auto& conversations = services.conversations;
   auto& messages = services.messages;
   auto& chat = services.chat;
+  auto& search = services.search;
+  auto& archive = services.archive;
   const std::string api(prefix);
 
   // Public: method, path, handler.
@@ -58,6 +60,12 @@ void AddRoutes(http::Router& router, Services& services, std::string_view prefix
   protect(Method::kGet, api + "/conversations/{id}/messages/{mid}/stream", Access::kUser, chat, &ChatApi::Resume);
   protect(Method::kPost, api + "/conversations/{id}/messages/{mid}/cancel", Access::kUser, chat, &ChatApi::Cancel);
   protect(Method::kGet, api + "/models", Access::kUser, chat, &ChatApi::ListModels);
+  protect(Method::kGet, api + "/search", Access::kUser, search, &SearchApi::Search);
+  protect(Method::kGet, api + "/conversations/{id}/export", Access::kUser, archive, &ArchiveApi::Export);
+  // An import is a whole conversation: its body may be larger than MAX_BODY_SIZE.
+  router.Add(Method::kPost, api + "/conversations/import",
+             guard.Protect(Access::kUser, [&archive](Request& r, const Principal& p) { return archive.Import(r, p); }),
+             http::RouteOptions{chat::kMaxImportBytes});
 }
 
 }  // namespace chatd::api

@@ -1,12 +1,14 @@
 #pragma once
 
 #include "api/accounts_api.hpp"
+#include "api/archive_api.hpp"
 #include "api/chat_api.hpp"
 #include "api/chat_socket.hpp"
 #include "api/conversations_api.hpp"
 #include "api/guard.hpp"
 #include "api/messages_api.hpp"
 #include "api/operations.hpp"
+#include "api/search_api.hpp"
 #include "http/router.hpp"
 
 namespace chatd::api {
@@ -20,6 +22,8 @@ struct Services {
   MessagesApi& messages;
   ChatApi& chat;
   ChatSocket& chat_socket;
+  SearchApi& search;
+  ArchiveApi& archive;
 };
 
 /// Registers every route of the HTTP surface on `router`: the one table of routes.

@@ -17,15 +17,19 @@
 #include "accounts/account_service.hpp"
 #include "accounts/secret_store.hpp"
 #include "api/accounts_api.hpp"
+#include "api/archive_api.hpp"
 #include "api/chat_api.hpp"
 #include "api/conversations_api.hpp"
 #include "api/messages_api.hpp"
 #include "api/guard.hpp"
 #include "api/operations.hpp"
 #include "api/routes.hpp"
+#include "api/search_api.hpp"
 #include "cache/rate_limiter.hpp"
+#include "chat/conversation_archive.hpp"
 #include "chat/conversation_service.hpp"
 #include "chat/message_service.hpp"
+#include "chat/search_service.hpp"
 #include "core/blocking_pool.hpp"
 #include "core/clock.hpp"
 #include "http/client_ip.hpp"
@@ -146,7 +150,12 @@ int Serve(const AppConfig& loaded) {
   accounts.OnRevocation([&chat_socket](const accounts::SessionRevocation& revocation) {
     chat_socket.Revoke(revocation.user_id, revocation.api_key_id);
   });
-  api::Services services{operations, guard, accounts_api, conversations_api, messages_api, chat_api, chat_socket};
+  chat::SearchService search(*database);
+  api::SearchApi search_api(search);
+  chat::ConversationArchive archive(*database, clock);
+  api::ArchiveApi archive_api(archive);
+  api::Services services{operations, guard,       accounts_api, conversations_api, messages_api,
+                         chat_api,   chat_socket, search_api,   archive_api};
   http::Router router;
   api::AddRoutes(router, services, config.api_prefix);
 

@@ -90,13 +90,17 @@ Expected<void> CheckGenerationParams(std::string_view json) {
   return {};
 }
 
-Task<Expected<Conversation>> ConversationService::Create(std::string_view user_id, const NewConversation& request) {
-  if (auto ok = CheckTitle(request.title); !ok) co_return Unexpected{std::move(ok).error()};
-  if (auto ok = CheckModel(request.model); !ok) co_return Unexpected{std::move(ok).error()};
+Expected<void> CheckNewConversation(const NewConversation& request) {
+  if (auto ok = CheckTitle(request.title); !ok) return ok;
+  if (auto ok = CheckModel(request.model); !ok) return ok;
   if (request.system_prompt) {
-    if (auto ok = CheckSystemPrompt(*request.system_prompt); !ok) co_return Unexpected{std::move(ok).error()};
+    if (auto ok = CheckSystemPrompt(*request.system_prompt); !ok) return ok;
   }
-  if (auto ok = CheckGenerationParams(request.params); !ok) co_return Unexpected{std::move(ok).error()};
+  return CheckGenerationParams(request.params);
+}
+
+Task<Expected<Conversation>> ConversationService::Create(std::string_view user_id, const NewConversation& request) {
+  if (auto ok = CheckNewConversation(request); !ok) co_return Unexpected{std::move(ok).error()};
 
   Conversation record;
   record.id = NewUuidV7();

@@ -49,6 +49,10 @@ struct NewConversation {
 /// with param "params" (not an object) or "params.<key>" (unknown key, bad value).
 Expected<void> CheckGenerationParams(std::string_view json);
 
+/// The rules of Create: title, model and system_prompt lengths, and the generation
+/// parameters. kInvalidArgument naming the field.
+Expected<void> CheckNewConversation(const NewConversation& request);
+
 class ConversationService {
  public:
   ConversationService(store::Database& database, const Clock& clock) : repo_(database), clock_(clock) {}

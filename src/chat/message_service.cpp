@@ -57,6 +57,9 @@ Expected<void> CheckNewMessage(const NewMessage& request) {
 
 }  // namespace
 
+bool IsMessageRole(std::string_view role) { return OneOf(kRoles, role); }
+bool IsMessageStatus(std::string_view status) { return OneOf(kStatuses, status); }
+
 Task<Expected<Message>> MessageService::Add(std::string_view user_id, std::string_view conversation_id,
                                             const NewMessage& request) {
   if (auto ok = CheckNewMessage(request); !ok) co_return Unexpected{std::move(ok).error()};

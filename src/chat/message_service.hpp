@@ -37,6 +37,11 @@ inline constexpr std::size_t kMaxMessageBytes = 1024 * 1024;
 using Message = store::MessageRecord;
 using MessageProgress = store::MessageProgress;
 
+/// The roles (user, assistant, system, tool) and statuses (streaming, complete,
+/// incomplete, cancelled, error) a message may have.
+bool IsMessageRole(std::string_view role);
+bool IsMessageStatus(std::string_view status);
+
 /// A message of the active branch, with the fork it sits in when asked for.
 struct BranchMessage {
   Message message;

@@ -52,7 +52,8 @@ struct ConversationUpdate {
 
 class ConversationsRepository {
  public:
-  explicit ConversationsRepository(Database& database) : db_(database) {}
+  /// `executor` is the database or an open transaction.
+  explicit ConversationsRepository(Executor& executor) : db_(executor) {}
 
   Task<Expected<void>> Insert(const ConversationRecord& conversation);
   /// nullopt when there is no such conversation of this user.
@@ -72,7 +73,7 @@ class ConversationsRepository {
   Task<Expected<bool>> Delete(std::string_view user_id, std::string_view id);
 
  private:
-  Database& db_;
+  Executor& db_;
 };
 
 }  // namespace chatd::store

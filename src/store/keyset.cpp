@@ -33,11 +33,9 @@ bool IsOurTimestamp(std::string_view t) {
 
 }  // namespace
 
-std::string EncodeKeysetCursor(std::string_view sort_key, std::string_view id) {
-  std::string plain;
-  plain.reserve(sort_key.size() + 1 + id.size());
-  plain.append(sort_key).append("|").append(id);
+std::string EncodeCursorText(std::string_view plain) {
   std::string out;
+  out.reserve((plain.size() * 4 + 2) / 3);
   std::uint32_t buffer = 0;
   int bits = 0;
   for (const unsigned char c : plain) {
@@ -52,15 +50,14 @@ std::string EncodeKeysetCursor(std::string_view sort_key, std::string_view id) {
   return out;
 }
 
-Expected<KeysetCursor> DecodeKeysetCursor(std::string_view cursor) {
-  auto invalid = [] { return MakeError(ErrorCode::kInvalidArgument, "invalid cursor", "cursor"); };
-  if (cursor.size() > kMaxCursorLength) return invalid();
+std::optional<std::string> DecodeCursorText(std::string_view encoded) {
+  if (encoded.size() > kMaxCursorLength) return std::nullopt;
   std::string plain;
   std::uint32_t buffer = 0;
   int bits = 0;
-  for (const char c : cursor) {
+  for (const char c : encoded) {
     const char* found = std::char_traits<char>::find(kBase64Url, 64, c);
-    if (found == nullptr) return invalid();
+    if (found == nullptr) return std::nullopt;
     buffer = (buffer << 6) | static_cast<std::uint32_t>(found - kBase64Url);
     bits += 6;
     if (bits >= 8) {
@@ -68,9 +65,23 @@ Expected<KeysetCursor> DecodeKeysetCursor(std::string_view cursor) {
       plain.push_back(static_cast<char>((buffer >> bits) & 0xff));
     }
   }
-  const auto bar = plain.find('|');
-  if (bar == std::string::npos || bar == 0 || bar + 1 == plain.size()) return invalid();
-  KeysetCursor decoded{plain.substr(0, bar), plain.substr(bar + 1)};
+  return plain;
+}
+
+std::string EncodeKeysetCursor(std::string_view sort_key, std::string_view id) {
+  std::string plain;
+  plain.reserve(sort_key.size() + 1 + id.size());
+  plain.append(sort_key).append("|").append(id);
+  return EncodeCursorText(plain);
+}
+
+Expected<KeysetCursor> DecodeKeysetCursor(std::string_view cursor) {
+  auto invalid = [] { return MakeError(ErrorCode::kInvalidArgument, "invalid cursor", "cursor"); };
+  const auto plain = DecodeCursorText(cursor);
+  if (!plain) return invalid();
+  const auto bar = plain->find('|');
+  if (bar == std::string::npos || bar == 0 || bar + 1 == plain->size()) return invalid();
+  KeysetCursor decoded{plain->substr(0, bar), plain->substr(bar + 1)};
   if (!IsOurTimestamp(decoded.sort_key)) return invalid();
   return decoded;
 }

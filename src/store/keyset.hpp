@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -23,6 +24,11 @@ struct KeysetCursor {
 
 std::string EncodeKeysetCursor(std::string_view sort_key, std::string_view id);
 Expected<KeysetCursor> DecodeKeysetCursor(std::string_view cursor);
+
+/// The opaque form of any cursor: base64url without padding, and back (nullopt when
+/// `encoded` is not base64url or longer than 200 characters).
+std::string EncodeCursorText(std::string_view plain);
+std::optional<std::string> DecodeCursorText(std::string_view encoded);
 
 /// The page size to ask the database for (the caller fetches one more row to know whether
 /// a next page exists): `page.limit`, 20 when 0, at most 1000.

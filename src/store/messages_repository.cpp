@@ -105,6 +105,19 @@ std::string SiblingsSql(std::size_t count) {
          " ORDER BY message_id, sibling_created_at, sibling_id";
 }
 
+constexpr std::string_view kConversationSize =
+    "SELECT COUNT(m.id) AS messages, COALESCE(SUM(LENGTH(m.content)), 0) AS content_chars"
+    " FROM conversations c LEFT JOIN messages m ON m.conversation_id = c.id"
+    " WHERE c.id = $1 AND c.user_id = $2 GROUP BY c.id";
+
+const std::string& ListAllSql() {
+  static const std::string sql = "SELECT " + std::string(kMessageColumns) +
+                                 " FROM messages m JOIN conversations c ON c.id = m.conversation_id"
+                                 " WHERE m.conversation_id = $1 AND c.user_id = $2"
+                                 " ORDER BY m.created_at, m.id LIMIT $3";
+  return sql;
+}
+
 constexpr std::string_view kMarkInterrupted =
     "UPDATE messages SET status = 'incomplete', updated_at = $1 WHERE status = 'streaming'";
 
@@ -251,6 +264,27 @@ Task<Expected<std::optional<std::string>>> MessagesRepository::NewestLeafUnder(s
   if (!rows) co_return Unexpected{std::move(rows).error()};
   if (rows->empty()) co_return std::optional<std::string>();
   co_return std::optional<std::string>(rows->Text(0, "id"));
+}
+
+Task<Expected<std::optional<ConversationSize>>> MessagesRepository::Size(std::string_view user_id,
+                                                                         std::string_view conversation_id) {
+  Params params{std::string(conversation_id), std::string(user_id)};
+  auto rows = co_await db_.Execute(kConversationSize, std::move(params));
+  if (!rows) co_return Unexpected{std::move(rows).error()};
+  if (rows->empty()) co_return std::optional<ConversationSize>();
+  co_return std::optional<ConversationSize>(ConversationSize{rows->Int(0, "messages"), rows->Int(0, "content_chars")});
+}
+
+Task<Expected<std::vector<MessageRecord>>> MessagesRepository::ListAll(std::string_view user_id,
+                                                                       std::string_view conversation_id,
+                                                                       std::int64_t limit) {
+  Params params{std::string(conversation_id), std::string(user_id), limit};
+  auto rows = co_await db_.Execute(ListAllSql(), std::move(params));
+  if (!rows) co_return Unexpected{std::move(rows).error()};
+  std::vector<MessageRecord> out;
+  out.reserve(rows->size());
+  for (std::size_t i = 0; i < rows->size(); ++i) out.push_back(ReadMessage(*rows, i));
+  co_return out;
 }
 
 Task<Expected<std::int64_t>> MessagesRepository::MarkInterruptedGenerations(std::string_view now) {

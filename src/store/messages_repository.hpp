@@ -53,6 +53,12 @@ struct MessageProgress {
   std::optional<std::string> error;
 };
 
+/// How much a conversation holds (to bound what is read at once).
+struct ConversationSize {
+  std::int64_t messages = 0;
+  std::int64_t content_chars = 0;  // characters of all message contents together
+};
+
 /// The children of one parent, oldest first (created_at, id): a fork's branches.
 struct SiblingSet {
   std::string message_id;                // the message asked about
@@ -104,6 +110,15 @@ class MessagesRepository {
   Task<Expected<std::optional<std::string>>> NewestLeafUnder(std::string_view user_id,
                                                              std::string_view conversation_id,
                                                              std::string_view message_id);
+
+  /// The conversation's message count and content size; nullopt when there is no such
+  /// conversation of this user.
+  Task<Expected<std::optional<ConversationSize>>> Size(std::string_view user_id, std::string_view conversation_id);
+
+  /// Every message of the conversation — all branches — oldest first (created_at, id), at
+  /// most `limit` of them. Empty when the conversation is not this user's.
+  Task<Expected<std::vector<MessageRecord>>> ListAll(std::string_view user_id, std::string_view conversation_id,
+                                                     std::int64_t limit);
 
   /// Startup sweep after a crash, for every user: streaming → incomplete. Returns the count.
   Task<Expected<std::int64_t>> MarkInterruptedGenerations(std::string_view now);

@@ -220,10 +220,29 @@ CREATE TABLE secrets (
 );
 )sql";
 
+// Search over a user's messages and conversation titles (store/search_repository.hpp):
+// generated tsvector columns (English stemming, like SQLite's porter tokenizer) with GIN
+// indexes; adding a generated column rewrites the table, which backfills it. Only the
+// first 100 000 characters of a message are indexed: a tsvector is limited to 1 MB, and
+// a message may be larger (100 000 characters of any text stay below it). Every '<' is
+// followed by a space before parsing: PostgreSQL's parser takes "<word ...>" for an
+// HTML tag and drops it — and the text of <script> elements — so code such as
+// "Vec<String>" would lose words that SQLite's FTS5 finds (search_repository.cpp makes
+// its snippets the same way and takes the spaces out again).
+constexpr std::string_view kSearch = R"sql(
+ALTER TABLE messages ADD COLUMN search_vector TSVECTOR
+  GENERATED ALWAYS AS (to_tsvector('english', replace(left(content, 100000), '<', '< '))) STORED;
+CREATE INDEX messages_search_vector ON messages USING GIN (search_vector);
+ALTER TABLE conversations ADD COLUMN title_vector TSVECTOR
+  GENERATED ALWAYS AS (to_tsvector('english', replace(title, '<', '< '))) STORED;
+CREATE INDEX conversations_title_vector ON conversations USING GIN (title_vector);
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kInitialSchema},
     {2, "accounts security", kAccountsSecurity},
     {3, "secrets", kSecrets},
+    {4, "search", kSearch},
 };
 
 }  // namespace

@@ -236,10 +236,79 @@ CREATE TABLE secrets (
 );
 )sql";
 
+// Search over a user's messages and conversation titles (store/search_repository.hpp).
+// FTS5 addresses rows by an integer rowid, and VACUUM may renumber the implicit rowids of
+// messages and conversations (their keys are TEXT), so every searchable row gets a stable
+// integer in search_documents (one per message, one per conversation for its title). The
+// index keeps no copy of the text: it reads it through the view search_content when it
+// builds snippets. Triggers keep both in step with the rows (a conversation's deletion
+// cascades to its messages, whose triggers fire too). Only the first 100 000 characters
+// of a message are indexed, as on PostgreSQL (where a tsvector has a size limit), and
+// accents are kept (remove_diacritics 0), as PostgreSQL's english configuration does.
+constexpr std::string_view kSearch = R"sql(
+CREATE TABLE search_documents (
+  seq             INTEGER PRIMARY KEY,
+  conversation_id TEXT NOT NULL,
+  message_id      TEXT
+);
+CREATE UNIQUE INDEX search_documents_message ON search_documents(message_id) WHERE message_id IS NOT NULL;
+CREATE UNIQUE INDEX search_documents_title ON search_documents(conversation_id) WHERE message_id IS NULL;
+
+CREATE VIEW search_content(seq, body) AS
+  SELECT d.seq, CASE WHEN d.message_id IS NULL THEN c.title ELSE substr(m.content, 1, 100000) END
+  FROM search_documents d
+  JOIN conversations c ON c.id = d.conversation_id
+  LEFT JOIN messages m ON m.id = d.message_id;
+
+CREATE VIRTUAL TABLE search_fts USING fts5(
+  body, content='search_content', content_rowid='seq', tokenize='porter unicode61 remove_diacritics 0');
+
+CREATE TRIGGER search_message_insert AFTER INSERT ON messages BEGIN
+  INSERT INTO search_documents(conversation_id, message_id) VALUES (new.conversation_id, new.id);
+  INSERT INTO search_fts(rowid, body)
+    SELECT seq, substr(new.content, 1, 100000) FROM search_documents WHERE message_id = new.id;
+END;
+CREATE TRIGGER search_message_update AFTER UPDATE OF content ON messages BEGIN
+  INSERT INTO search_fts(search_fts, rowid, body)
+    SELECT 'delete', seq, substr(old.content, 1, 100000) FROM search_documents WHERE message_id = old.id;
+  INSERT INTO search_fts(rowid, body)
+    SELECT seq, substr(new.content, 1, 100000) FROM search_documents WHERE message_id = new.id;
+END;
+CREATE TRIGGER search_message_delete AFTER DELETE ON messages BEGIN
+  INSERT INTO search_fts(search_fts, rowid, body)
+    SELECT 'delete', seq, substr(old.content, 1, 100000) FROM search_documents WHERE message_id = old.id;
+  DELETE FROM search_documents WHERE message_id = old.id;
+END;
+
+CREATE TRIGGER search_title_insert AFTER INSERT ON conversations BEGIN
+  INSERT INTO search_documents(conversation_id, message_id) VALUES (new.id, NULL);
+  INSERT INTO search_fts(rowid, body)
+    SELECT seq, new.title FROM search_documents WHERE conversation_id = new.id AND message_id IS NULL;
+END;
+CREATE TRIGGER search_title_update AFTER UPDATE OF title ON conversations BEGIN
+  INSERT INTO search_fts(search_fts, rowid, body)
+    SELECT 'delete', seq, old.title FROM search_documents WHERE conversation_id = old.id AND message_id IS NULL;
+  INSERT INTO search_fts(rowid, body)
+    SELECT seq, new.title FROM search_documents WHERE conversation_id = new.id AND message_id IS NULL;
+END;
+CREATE TRIGGER search_title_delete AFTER DELETE ON conversations BEGIN
+  INSERT INTO search_fts(search_fts, rowid, body)
+    SELECT 'delete', seq, old.title FROM search_documents WHERE conversation_id = old.id AND message_id IS NULL;
+  DELETE FROM search_documents WHERE conversation_id = old.id AND message_id IS NULL;
+END;
+
+-- Backfill: what existed before this migration.
+INSERT INTO search_documents(conversation_id, message_id) SELECT id, NULL FROM conversations ORDER BY created_at, id;
+INSERT INTO search_documents(conversation_id, message_id)
+  SELECT conversation_id, id FROM messages ORDER BY created_at, id;
+INSERT INTO search_fts(search_fts) VALUES ('rebuild');
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kInitialSchema},
     {2, "accounts security", kAccountsSecurity},
     {3, "secrets", kSecrets},
+    {4, "search", kSearch},
 };
 
 }  // namespace
