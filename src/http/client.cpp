@@ -252,7 +252,7 @@ struct Client::Impl {
   // Start() with the knowledge Send() needs for its one retry: whether the failure came
   // from a reused connection before anything was received.
   Task<Expected<std::unique_ptr<ClientCall>>> Open(const ClientRequest& request, bool may_reuse, bool& stale);
-  Task<Expected<std::unique_ptr<Connection>>> Connect(const Url& url, Clock::time_point deadline);
+  Task<Expected<std::unique_ptr<Connection>>> Connect(const Url& url, Clock::time_point deadline, milliseconds timeout);
 
   ClientConfig config;
   ssl::context tls_context;
@@ -492,7 +492,8 @@ struct Resolution {
 
 }  // namespace
 
-Task<Expected<std::unique_ptr<Connection>>> Client::Impl::Connect(const Url& url, Clock::time_point deadline) {
+Task<Expected<std::unique_ptr<Connection>>> Client::Impl::Connect(const Url& url, Clock::time_point deadline,
+                                                                  milliseconds timeout) {
   const asio::any_io_executor executor = co_await asio::this_coro::executor;
   const std::string origin = url.Authority();
   auto resolution = std::make_shared<Resolution>(executor);
@@ -509,7 +510,7 @@ Task<Expected<std::unique_ptr<Connection>>> Client::Impl::Connect(const Url& url
   if (!resolution->done) {
     resolution->resolver.cancel();
     co_return MakeError(ErrorCode::kUpstreamTimeout,
-                        fmt::format("resolving {} took longer than {} ms", url.host, config.connect_timeout.count()));
+                        fmt::format("resolving {} took longer than {} ms", url.host, timeout.count()));
   }
   if (resolution->ec) {
     co_return MakeError(ErrorCode::kUpstreamUnavailable,
@@ -536,7 +537,7 @@ Task<Expected<std::unique_ptr<Connection>>> Client::Impl::Connect(const Url& url
   co_await stream.async_connect(endpoints, asio::redirect_error(kUseAwaitable, ec));
   if (ec == beast::error::timeout) {
     co_return MakeError(ErrorCode::kUpstreamTimeout,
-                        fmt::format("connecting to {} took longer than {} ms", origin, config.connect_timeout.count()));
+                        fmt::format("connecting to {} took longer than {} ms", origin, timeout.count()));
   }
   if (ec) co_return MakeError(ErrorCode::kUpstreamUnavailable, fmt::format("cannot connect to {}: {}", origin, ec.message()));
   stream.socket().set_option(tcp::no_delay(true), ec);
@@ -557,7 +558,7 @@ Task<Expected<std::unique_ptr<Connection>>> Client::Impl::Connect(const Url& url
   co_await tls.async_handshake(ssl::stream_base::client, asio::redirect_error(kUseAwaitable, ec));
   if (ec == beast::error::timeout) {
     co_return MakeError(ErrorCode::kUpstreamTimeout,
-                        fmt::format("the TLS handshake with {} took longer than {} ms", origin, config.connect_timeout.count()));
+                        fmt::format("the TLS handshake with {} took longer than {} ms", origin, timeout.count()));
   }
   if (ec) {
     co_return MakeError(ErrorCode::kUpstreamUnavailable, fmt::format("TLS handshake with {} failed: {}", origin, ec.message()));
@@ -580,8 +581,9 @@ Task<Expected<std::unique_ptr<ClientCall>>> Client::Impl::Open(const ClientReque
   if (may_reuse) connection = pool.Take(key, config.idle_expiry);
   if (!connection) {
     const milliseconds total = request.total_timeout.value_or(config.total_timeout);
-    const Clock::time_point deadline = std::min(After(started, config.connect_timeout), After(started, total));
-    auto connected = co_await Connect(*url, deadline);
+    const milliseconds connect = request.connect_timeout.value_or(config.connect_timeout);
+    const Clock::time_point deadline = std::min(After(started, connect), After(started, total));
+    auto connected = co_await Connect(*url, deadline, connect);
     if (!connected) co_return Unexpected{std::move(connected).error()};
     connection = std::move(*connected);
     connection->key = key;

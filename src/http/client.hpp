@@ -98,6 +98,7 @@ struct ClientRequest {
   std::string body;
   /// True: `body` is ignored and the body is written with ClientCall::WriteBody (chunked).
   bool stream_body = false;
+  std::optional<std::chrono::milliseconds> connect_timeout;
   std::optional<std::chrono::milliseconds> first_byte_timeout;
   std::optional<std::chrono::milliseconds> idle_timeout;
   std::optional<std::chrono::milliseconds> total_timeout;
