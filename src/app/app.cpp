@@ -140,8 +140,10 @@ int Serve(const AppConfig& loaded) {
   if (model_router.upstream_count() > 0) {
     // Upstreams' model lists are fetched before serving, so the registry is complete (and
     // read-only) once requests arrive; a private context, bounded by the client's timeouts.
+    // LLM_MODEL, unless a demo model: assumed to be an upstream's if its listing fails.
+    std::string assumed = models.Resolve("") ? std::string() : config.llm_model;
     asio::io_context discovery(1);
-    asio::co_spawn(discovery, model_router.Discover(), asio::detached);
+    asio::co_spawn(discovery, model_router.Discover(std::move(assumed)), asio::detached);
     discovery.run();
   }
   if (auto registered = model_router.Register(models); !registered) {

@@ -276,7 +276,7 @@ std::string DescribeConfig(const AppConfig& config) {
   line("LLM_CA_FILE", config.llm_client.extra_ca_file);
   line("LLM_ALLOW_LINK_LOCAL", config.llm_client.address_policy.allow_link_local);
   for (const auto& upstream : config.llm.upstreams) {
-    line(fmt::format("llm provider {}", upstream.api.name),
+    line(fmt::format("LLM_PROVIDER[{}]", upstream.api.name),
          fmt::format("{} key={} retries={} breaker={}/{}ms discover={}", upstream.api.base_url,
                      upstream.api.api_key.empty() ? "(none)" : "****", upstream.retry.retries, upstream.breaker.failures,
                      upstream.breaker.cooldown.count(), upstream.discover_models));

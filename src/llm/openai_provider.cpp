@@ -16,8 +16,10 @@ using std::chrono::milliseconds;
 
 constexpr std::size_t kMaxErrorBody = 64 * 1024;
 constexpr std::size_t kMaxModelsBody = 4 * 1024 * 1024;
+constexpr milliseconds kListTimeout{15'000};  // GET /models, at startup: keep the start bounded
 constexpr std::size_t kMaxEmbeddingsBody = 128 * 1024 * 1024;
 constexpr std::size_t kMaxQuotedMessage = 300;
+constexpr milliseconds kDrainWait{50};  // for the body's end after [DONE]
 
 // One parser per thread: each use parses and reads the document without suspending.
 simdjson::dom::parser& Parser() {
@@ -71,10 +73,22 @@ class OpenAiStream final : public ChatStream {
     if (failure_) co_return Unexpected{*failure_};
     if (done_) co_return std::optional<ChatChunk>{};
     while (true) {
-      while (auto event = parser_.Next()) {
+      while (!saw_done_) {
+        auto event = parser_.Next();
+        if (!event) break;
         auto chunk = Handle(*event);
         if (!chunk) co_return Fail(std::move(chunk).error());
         if (*chunk) co_return std::move(*chunk);
+      }
+      if (saw_done_) {
+        // The body's last chunk usually follows [DONE] at once: read it, so the connection
+        // goes back to the pool, but do not wait for a server that keeps the stream open.
+        if (!ended_) {
+          auto rest = co_await call_->ReadSome(Clock::now() + kDrainWait);
+          if (cancelled_) co_return Cancelled();
+          ended_ = rest && !*rest;
+        }
+        co_return Finish();
       }
       if (ended_) {
         // A body that ends without [DONE] is complete only if the answer said how it ended.
@@ -105,7 +119,7 @@ class OpenAiStream final : public ChatStream {
 
   void Cancel() override {
     cancelled_ = true;
-    call_->Cancel();
+    if (call_) call_->Cancel();  // after the end there is nothing left to close
   }
 
  private:
@@ -113,7 +127,10 @@ class OpenAiStream final : public ChatStream {
   Expected<std::optional<ChatChunk>> Handle(const SseEvent& event) {
     last_progress_ = Clock::now();
     started_ = true;
-    if (event.data == "[DONE]") return std::optional<ChatChunk>(Finish());
+    if (event.data == "[DONE]") {
+      saw_done_ = true;
+      return std::optional<ChatChunk>{};
+    }
     auto parsed = ParseJson(Parser(), event.data);
     if (!parsed) {
       return MakeError(ErrorCode::kUpstreamUnavailable, fmt::format("{} sent a malformed stream event", provider_));
@@ -153,7 +170,7 @@ class OpenAiStream final : public ChatStream {
 
   ChatChunk Finish() {
     done_ = true;
-    call_.reset();  // the body was read to its end: the connection goes back to the pool
+    call_.reset();  // pooled if the body was read to its end (ClientCall), closed otherwise
     return ChatChunk{.delta = std::move(held_),
                      .finish_reason = finish_reason_.empty() ? "stop" : finish_reason_,
                      .usage = usage_};
@@ -162,7 +179,7 @@ class OpenAiStream final : public ChatStream {
   Unexpected Fail(Error error) {
     if (cancelled_) return Cancelled();
     failure_ = error;
-    call_->Cancel();  // a broken stream's connection cannot be reused
+    if (call_) call_->Cancel();  // a broken stream's connection cannot be reused
     return Unexpected{std::move(error)};
   }
 
@@ -173,6 +190,7 @@ class OpenAiStream final : public ChatStream {
   Clock::time_point last_progress_;
   SseParser parser_;
   bool started_ = false;
+  bool saw_done_ = false;
   bool ended_ = false;
   bool done_ = false;
   bool cancelled_ = false;
@@ -332,7 +350,8 @@ Task<Expected<Embeddings>> OpenAiProvider::Embed(const EmbeddingRequest& request
 }
 
 Task<Expected<std::vector<std::string>>> OpenAiProvider::ListModels() {
-  const http::ClientRequest get = Request(http::Method::kGet, "/models");
+  http::ClientRequest get = Request(http::Method::kGet, "/models");
+  get.total_timeout = kListTimeout;
   auto body = co_await Exchange(get, kMaxModelsBody);
   if (!body) co_return Unexpected{std::move(body).error()};
   auto parsed = ParseJson(Parser(), *body);

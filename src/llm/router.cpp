@@ -157,7 +157,10 @@ Router::Upstream* Router::Find(std::string_view name) {
   return nullptr;
 }
 
-Task<void> Router::Discover() {
+Task<void> Router::Discover(std::string assumed) {
+  const auto configured = [&](std::string_view name) {
+    return std::any_of(models_.begin(), models_.end(), [&](const ModelConfig& m) { return m.name == name; });
+  };
   for (Upstream& upstream : upstreams_) {
     if (!upstream.config.discover_models) continue;
     const std::string& provider = upstream.config.api.name;
@@ -165,14 +168,17 @@ Task<void> Router::Discover() {
     if (!listed) {
       log::Error("cannot list the upstream's models: only models named in the configuration are offered",
                  {{"provider", provider}, {"base_url", upstream.config.api.base_url}, {"error", listed.error().message}});
+      if (!assumed.empty() && !configured(assumed)) {
+        log::Warn("assuming the default model is served by this upstream", {{"provider", provider}, {"model", assumed}});
+        models_.push_back(ModelConfig{.name = assumed, .provider = provider, .upstream_model = assumed});
+      }
       continue;
     }
     std::string added;
     std::size_t count = 0;
     for (const std::string& id : *listed) {
       if (OffTopicModel(id)) continue;
-      const bool known = std::any_of(models_.begin(), models_.end(), [&](const ModelConfig& m) { return m.name == id; });
-      if (known) continue;
+      if (configured(id)) continue;
       models_.push_back(ModelConfig{.name = id,
                                     .provider = provider,
                                     .upstream_model = id,

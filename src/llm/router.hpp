@@ -121,8 +121,11 @@ class Router {
   /// Lists the models of every upstream with discover_models and adds those no
   /// configured model names, as chat models (embedding models when the id says "embed";
   /// audio, image and moderation models are left out). Logs what it found or why it
-  /// found nothing. Run at startup, on any executor.
-  Task<void> Discover();
+  /// found nothing. When an upstream cannot be listed and `assumed` (the default model,
+  /// when nothing else offers it) is not configured, it is assumed to be that upstream's,
+  /// so an upstream that is down at start does not keep chatd down. Run at startup, on
+  /// any executor; each listing is bounded (kListTimeout in openai_provider.cpp).
+  Task<void> Discover(std::string assumed = {});
 
   /// Registers every model in `registry`, wrapped in its fallback chain. Fallbacks may name
   /// the router's models or ones already in the registry (e.g. demo). kInvalidArgument

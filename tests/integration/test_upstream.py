@@ -259,3 +259,16 @@ def test_a_bad_models_file_stops_chatd_at_start(binary, tmp_path, content, compl
                          stdin=subprocess.DEVNULL, cwd=tmp_path)
     assert out.returncode == 2, out
     assert "MODELS_FILE" in out.stderr and complaint in out.stderr, out.stderr
+
+
+def test_an_upstream_down_at_start_does_not_keep_chatd_down(make_server):
+    import socket
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = make_server(OPENAI_BASE_URL=f"http://127.0.0.1:{port}/v1", LLM_MODEL="gpt-x", LLM_RETRIES="0")
+    assert any(line.get("msg", "").startswith("cannot list the upstream's models") for line in srv.json_logs())
+    _, _, _, events, _ = turn(srv, {"content": "anyone there?"})
+    assert events[-1]["event"] == "error", events
+    assert events[-1]["data"]["error"]["code"] == "upstream_unavailable"
+    assert "cannot connect" in events[-1]["data"]["error"]["message"]

@@ -407,6 +407,11 @@ Task<Drained> Drain(Provider& provider, const ChatRequest& request) {
     if (!(*chunk)->finish_reason.empty()) out.finish_reason = (*chunk)->finish_reason;
     if ((*chunk)->usage) out.usage = (*chunk)->usage;
   }
+  (*stream)->Cancel();  // safe after the end, and changes nothing
+  if (!out.error) {
+    auto after = co_await (*stream)->Next();
+    EXPECT_FALSE(after);
+  }
   co_return out;
 }
 
