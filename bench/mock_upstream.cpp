@@ -9,7 +9,8 @@
 //   POST /_mock/script  [{"status":500}, {"status":429,"retry_after":1},
 //                        {"stall_after":3}, {"chunks":5,"interval_ms":50}, {"delay_ms":200}]
 //     each entry shapes one later completion request, in order;
-//   GET  /_mock/stats   {"requests","active_streams","completed_streams","aborted_streams"}
+//   GET  /_mock/stats   {"requests","active_streams","completed_streams","aborted_streams",
+//                        "models"}  (models: the "model" of each completion request, in order)
 //   POST /_mock/reset   clears the script and the counters.
 // It prints one JSON line {"msg":"listening","port":N} on stderr when ready.
 #include <atomic>
@@ -66,19 +67,28 @@ class Upstream {
         .Field("active_streams", static_cast<std::int64_t>(active_streams_.load()))
         .Field("completed_streams", static_cast<std::int64_t>(completed_streams_.load()))
         .Field("aborted_streams", static_cast<std::int64_t>(aborted_streams_.load()))
-        .EndObject();
+        .Key("models")
+        .BeginArray();
+    {
+      std::lock_guard lock(mutex_);
+      for (const std::string& model : models_) json.String(model);
+    }
+    json.EndArray().EndObject();
     co_return http::Response::Json(200, std::move(json).str());
   }
   Task<http::Response> Reset(http::Request&) {
     std::lock_guard lock(mutex_);
     script_.clear();
+    models_.clear();
     requests_ = active_streams_ = completed_streams_ = aborted_streams_ = 0;
     co_return http::Response::NoContent();
   }
 
  private:
-  Step NextStep() {
+  Step NextStep(std::string model) {
     std::lock_guard lock(mutex_);
+    models_.push_back(std::move(model));
+    if (models_.size() > kMaxModels) models_.pop_front();
     if (script_.empty()) return Step{};
     Step step = script_.front();
     script_.pop_front();
@@ -88,6 +98,8 @@ class Upstream {
   Options options_;
   std::mutex mutex_;
   std::deque<Step> script_;
+  std::deque<std::string> models_;  // bounded: the last kMaxModels requested
+  static constexpr std::size_t kMaxModels = 1000;
   std::atomic<std::uint64_t> requests_{0}, active_streams_{0}, completed_streams_{0}, aborted_streams_{0};
 };
 
@@ -126,7 +138,7 @@ Task<http::Response> Upstream::Completions(http::Request& request) {
   if ((*body)["stream_options"]["include_usage"].get(include_usage)) {}  // optional field: keep the default
   const std::string model_name(model);
 
-  const Step step = NextStep();
+  const Step step = NextStep(model_name);
   co_await Sleep(step.delay_ms);
   if (step.status != 200) {
     auto response = http::Response::FromError(step.status == 429 ? ErrorCode::kRateLimited

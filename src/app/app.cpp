@@ -35,6 +35,8 @@
 #include "http/client_ip.hpp"
 #include "llm/demo_provider.hpp"
 #include "llm/model_registry.hpp"
+#include "llm/router.hpp"
+#include "http/client.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
 #include "http/middleware.hpp"
@@ -123,7 +125,8 @@ int Serve(const AppConfig& loaded) {
   api::ConversationsApi conversations_api(conversations);
   chat::MessageService messages(*database, clock);
   api::MessagesApi messages_api(messages);
-  // Models: only the built-in demo provider so far; real providers come from config.
+  // Models: the built-in demo models, then the configured upstreams' (through the router:
+  // fallbacks, retries, circuit breakers).
   llm::DemoProvider demo(config.demo);
   llm::ModelRegistry models(config.llm_model);
   for (const auto& model : llm::DemoProvider::Models()) {
@@ -132,11 +135,38 @@ int Serve(const AppConfig& loaded) {
       return 1;
     }
   }
+  auto llm_client = http::Client::Create(config.llm_client);
+  if (!llm_client) {
+    log::Error("cannot set up the LLM HTTP client", {{"error", llm_client.error().message}});
+    return 2;
+  }
+  llm::Router model_router(config.llm, **llm_client);
+  if (model_router.upstream_count() > 0) {
+    // Upstreams' model lists are fetched before serving, so the registry is complete (and
+    // read-only) once requests arrive; a private context, bounded by the client's timeouts.
+    // LLM_MODEL, unless a demo model: assumed to be an upstream's if its listing fails.
+    std::string assumed = models.Resolve("") ? std::string() : config.llm_model;
+    asio::io_context discovery(1);
+    asio::co_spawn(discovery, model_router.Discover(std::move(assumed)), asio::detached);
+    discovery.run();
+  }
+  if (auto registered = model_router.Register(models); !registered) {
+    log::Error("invalid model configuration", {{"error", registered.error().message}});
+    return 2;
+  }
   if (auto fallback = models.Resolve(""); !fallback) {
     log::Error("LLM_MODEL names no known model", {{"model", config.llm_model}});
     return 2;
   }
-  log::Warn("no real LLM provider is configured: serving the built-in demo models", {{"default_model", config.llm_model}});
+  if (model_router.upstream_count() == 0) {
+    log::Warn("no real LLM provider is configured: serving the built-in demo models", {{"default_model", config.llm_model}});
+  } else {
+    std::string names;
+    for (const auto& upstream : config.llm.upstreams) names += (names.empty() ? "" : ",") + upstream.api.name;
+    log::Info("LLM providers configured", {{"providers", names},
+                                           {"models", model_router.models().size()},
+                                           {"default_model", config.llm_model}});
+  }
   chat::Generations generations(config.chat.resume_window);
   // A revoked credential ends what it started: every generation of the user, or only the
   // key's. (Streams end with them; WebSocket sessions will subscribe here too.)

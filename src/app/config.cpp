@@ -13,6 +13,7 @@
 
 #include "accounts/secret_box.hpp"
 #include "accounts/tokens.hpp"
+#include "app/models_file.hpp"
 #include "cache/rate_limiter.hpp"
 #include "core/log.hpp"
 
@@ -55,6 +56,36 @@ bool IsPlaceholderSecret(std::string_view key) {
   return false;
 }
 
+// The upstreams named by environment variables: OpenAI-compatible (OPENAI_API_KEY and/or
+// OPENAI_BASE_URL; a local server needs no key) and DeepSeek. Both offer what their
+// /models lists. A provider of the same name in MODELS_FILE wins.
+void AddEnvUpstreams(ConfigReader& read, const EnvSource& env, const llm::UpstreamConfig& defaults,
+                     std::vector<llm::UpstreamConfig>& upstreams) {
+  struct Known {
+    std::string_view name, key, base, default_base;
+  };
+  for (const Known known : {Known{"openai", "OPENAI_API_KEY", "OPENAI_BASE_URL", "https://api.openai.com/v1"},
+                            Known{"deepseek", "DEEPSEEK_API_KEY", "DEEPSEEK_BASE_URL", "https://api.deepseek.com/v1"}}) {
+    const std::string key = read.String(known.key, "");
+    const bool base_set = env.Get(known.base).has_value();
+    const std::string base = read.String(known.base, std::string(known.default_base));
+    if (key.empty() && !base_set) continue;
+    if (auto url = http::ParseUrl(base); !url) {
+      read.Fail(known.base, base, "is not a URL", "an http:// or https:// URL such as https://api.openai.com/v1");
+      continue;
+    }
+    const bool in_file = std::any_of(upstreams.begin(), upstreams.end(),
+                                     [&](const llm::UpstreamConfig& u) { return u.api.name == known.name; });
+    if (in_file) continue;
+    llm::UpstreamConfig upstream = defaults;
+    upstream.api.name = std::string(known.name);
+    upstream.api.base_url = base;
+    upstream.api.api_key = key;
+    upstream.discover_models = true;
+    upstreams.push_back(std::move(upstream));
+  }
+}
+
 }  // namespace
 
 Expected<AppConfig> LoadConfig(const EnvSource& env) {
@@ -94,6 +125,20 @@ Expected<AppConfig> LoadConfig(const EnvSource& env) {
   chat.resume_window = read.Duration("STREAM_RESUME_WINDOW", std::chrono::minutes(2));
   config.demo.token_interval = read.Duration("DEMO_TOKEN_INTERVAL", std::chrono::milliseconds(20));
 
+  auto& client = config.llm_client;
+  client.connect_timeout = read.Duration("LLM_CONNECT_TIMEOUT", std::chrono::seconds(10));
+  client.first_byte_timeout = chat.first_byte_timeout;
+  client.idle_timeout = chat.idle_timeout;
+  client.extra_ca_file = read.String("LLM_CA_FILE", "");
+  client.address_policy.allow_link_local = read.Bool("LLM_ALLOW_LINK_LOCAL", false);
+  llm::UpstreamConfig upstream_defaults;
+  upstream_defaults.retry.retries = static_cast<int>(read.Integer("LLM_RETRIES", 2, 0, 10));
+  upstream_defaults.retry.backoff = read.Duration("LLM_RETRY_BACKOFF", milliseconds(250));
+  upstream_defaults.retry.max_retry_after = read.Duration("LLM_RETRY_AFTER_MAX", std::chrono::seconds(30));
+  upstream_defaults.breaker.failures = static_cast<int>(read.Integer("LLM_CIRCUIT_BREAKER_FAILURES", 5, 0, 1000));
+  upstream_defaults.breaker.cooldown = read.Duration("LLM_CIRCUIT_BREAKER_COOLDOWN", std::chrono::seconds(30));
+  config.models_file = read.String("MODELS_FILE", "");
+
   auto& limits = config.rate_limits;
   limits.enabled = read.Bool("RATE_LIMIT_ENABLED", true);
   limits.api = RateLimitSetting(read, "RATE_LIMIT_API", "10/s", 20);
@@ -131,6 +176,29 @@ Expected<AppConfig> LoadConfig(const EnvSource& env) {
   db.connect_timeout = read.Duration("DB_CONNECT_TIMEOUT", milliseconds(5'000));
 
   if (read.error()) return MakeError(ErrorCode::kInvalidArgument, *read.error());
+
+  // Upstreams and models: the file's first, then the ones environment variables name.
+  if (!config.models_file.empty()) {
+    auto file = LoadModelsFile(config.models_file, upstream_defaults, env);
+    if (!file) return Unexpected{std::move(file).error()};
+    config.llm = std::move(file->router);
+    if (!file->default_model.empty() && !env.Get("LLM_MODEL")) config.llm_model = file->default_model;
+  }
+  AddEnvUpstreams(read, env, upstream_defaults, config.llm.upstreams);
+  if (read.error()) return MakeError(ErrorCode::kInvalidArgument, *read.error());
+  for (const llm::ModelConfig& model : config.llm.models) {
+    const bool known = std::any_of(config.llm.upstreams.begin(), config.llm.upstreams.end(),
+                                   [&](const llm::UpstreamConfig& u) { return u.api.name == model.provider; });
+    if (!known) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       fmt::format("MODELS_FILE {}: model '{}' names provider '{}', which is neither in the file nor "
+                                   "set up by OPENAI_API_KEY / OPENAI_BASE_URL / DEEPSEEK_API_KEY",
+                                   config.models_file, model.name, model.provider));
+    }
+  }
+  if (!client.extra_ca_file.empty()) {
+    if (auto checked = http::Client::Create(client); !checked) return Unexpected{std::move(checked).error()};
+  }
 
   // Checks that span values or need more than a parser.
   if (!(db.url.rfind("sqlite:", 0) == 0 || db.url.rfind("postgresql://", 0) == 0 || db.url.rfind("postgres://", 0) == 0)) {
@@ -207,6 +275,18 @@ std::string DescribeConfig(const AppConfig& config) {
   line("SSE_PING_INTERVAL", fmt::format("{}ms", config.chat.ping_interval.count()));
   line("STREAM_RESUME_WINDOW", fmt::format("{}ms", config.chat.resume_window.count()));
   line("DEMO_TOKEN_INTERVAL", fmt::format("{}ms", config.demo.token_interval.count()));
+  line("MODELS_FILE", config.models_file);
+  line("LLM_CONNECT_TIMEOUT", fmt::format("{}ms", config.llm_client.connect_timeout.count()));
+  line("LLM_FIRST_BYTE_TIMEOUT", fmt::format("{}ms", config.chat.first_byte_timeout.count()));
+  line("LLM_IDLE_TIMEOUT", fmt::format("{}ms", config.chat.idle_timeout.count()));
+  line("LLM_CA_FILE", config.llm_client.extra_ca_file);
+  line("LLM_ALLOW_LINK_LOCAL", config.llm_client.address_policy.allow_link_local);
+  for (const auto& upstream : config.llm.upstreams) {
+    line(fmt::format("LLM_PROVIDER[{}]", upstream.api.name),
+         fmt::format("{} key={} retries={} breaker={}/{}ms discover={}", upstream.api.base_url,
+                     upstream.api.api_key.empty() ? "(none)" : "****", upstream.retry.retries, upstream.breaker.failures,
+                     upstream.breaker.cooldown.count(), upstream.discover_models));
+  }
   line("RATE_LIMIT_ENABLED", config.rate_limits.enabled);
   line("RATE_LIMIT_API", fmt::format("{}/s burst {}", config.rate_limits.api.rate_per_second, config.rate_limits.api.burst));
   line("RATE_LIMIT_LOGIN", fmt::format("{}/s burst {}", config.rate_limits.login.rate_per_second, config.rate_limits.login.burst));

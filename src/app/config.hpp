@@ -12,7 +12,9 @@
 #include "llm/demo_provider.hpp"
 #include "core/config_env.hpp"
 #include "core/log.hpp"
+#include "http/client.hpp"
 #include "http/server.hpp"
+#include "llm/router.hpp"
 #include "store/open.hpp"
 
 namespace chatd::app {
@@ -37,6 +39,9 @@ struct AppConfig {
   std::string llm_model = "demo";  // LLM_MODEL: the default model
   chat::ChatConfig chat;
   llm::DemoConfig demo;
+  std::string models_file;    // MODELS_FILE
+  http::ClientConfig llm_client;  // the outbound client the providers share (LLM_CONNECT_TIMEOUT, LLM_CA_FILE, ...)
+  llm::RouterConfig llm;      // upstreams (OPENAI_*, DEEPSEEK_*, MODELS_FILE) and models
 };
 
 /// Reads and validates the configuration. On an invalid value the error is one line

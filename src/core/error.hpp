@@ -2,6 +2,7 @@
 // Expected<T> carrying an Error; bugs throw and are caught once per request.
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <string_view>
 
@@ -28,6 +29,9 @@ struct Error {
   ErrorCode code = ErrorCode::kInternal;
   std::string message;
   std::string param;  // the offending field, when there is one (OpenAI's "param")
+  /// How long the peer asked us to wait before trying again (an upstream's Retry-After);
+  /// 0 when it did not say.
+  std::chrono::milliseconds retry_after{0};
 };
 
 /// HTTP status for an error code: the single table that maps the two.

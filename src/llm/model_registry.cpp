@@ -33,7 +33,6 @@ Expected<ResolvedModel> ModelRegistry::Resolve(std::string_view name) const {
   const std::string_view wanted = name.empty() ? std::string_view(default_model_) : name;
   std::string_view id = wanted;
   if (const auto alias = aliases_.find(wanted); alias != aliases_.end()) id = alias->second;
-  // Fallbacks and circuit breakers will choose among several candidates here.
   const auto model = models_.find(id);
   if (model == models_.end()) {
     return MakeError(ErrorCode::kNotFound, "model '" + std::string(wanted) + "' does not exist", "model");

@@ -1,9 +1,9 @@
 // Public model names -> the provider that serves them. Built once by the composition root
 // (app), then only read: concurrent Resolve/List calls from every I/O thread need no lock.
 //
-// The router comes later and sits on top of Resolve: a model with several deployments,
-// fallbacks on error or timeout, retries with backoff and a circuit breaker per upstream
-// will resolve to an ordered list of candidates instead of one ResolvedModel.
+// Configured models are registered by llm::Router with a FallbackChain as their provider
+// (llm/router.hpp), so Resolve stays one lookup while fallbacks, retries and circuit
+// breakers happen behind the returned Provider.
 #pragma once
 
 #include <functional>

@@ -1,7 +1,8 @@
 // The provider interfaces: what the chat turn and the OpenAI-compatible gateway see of a
 // language model. A Provider turns a ChatRequest into a pull-based ChatStream of chunks,
 // and texts into embeddings. Implementations: DemoProvider (built in, and the test
-// double); the OpenAI-compatible provider over chatd's HTTP client comes next.
+// double); OpenAiProvider (llm/openai_provider.hpp) for every OpenAI-compatible upstream;
+// and the router's decorators (llm/router.hpp: retries, circuit breaker, fallbacks).
 //
 // Threads: everything runs on the caller's I/O executor (the one the calling coroutine
 // runs on, found with `co_await asio::this_coro::executor`), and nothing blocks. A
@@ -95,7 +96,8 @@ struct ModelInfo {
   std::int64_t context_window = 0;  // in tokens: the chat turn fits history into it
   bool embeddings = false;          // an embedding model (else a chat model)
   std::string owned_by;             // /v1/models "owned_by"
-  // Price per token comes with usage accounting.
+  double input_price_per_million = 0;   // USD per 1M prompt tokens (0: unknown or free)
+  double output_price_per_million = 0;  // USD per 1M completion tokens
 };
 
 class Provider {

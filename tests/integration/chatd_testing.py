@@ -73,8 +73,13 @@ def chatd_bin() -> Path:
     return path
 
 
+# LLM settings too: a developer's OPENAI_API_KEY must not send tests to a real upstream.
+_CHATD_VAR_PREFIXES = ("LLM_", "OPENAI_", "DEEPSEEK_", "DEMO_")
+
+
 def base_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _CHATD_VARS}
+    env = {k: v for k, v in os.environ.items()
+           if k not in _CHATD_VARS and not k.startswith(_CHATD_VAR_PREFIXES) and k != "MODELS_FILE"}
     env.update(extra or {})
     return env
 
@@ -508,6 +513,59 @@ class ServerFactory:
         self.servers.clear()
         if errors:
             pytest.fail("\n\n".join(errors), pytrace=False)
+
+
+class MockUpstream:
+    """bench/mock_upstream (built beside chatd): a scriptable OpenAI-compatible upstream
+    on a free loopback port. Stopped with SIGTERM by its pid."""
+
+    def __init__(self, binary: Path | None = None):
+        binary = binary or chatd_bin().parent / "mock_upstream"
+        self.proc = subprocess.Popen([str(binary), "--interval-ms", "10", "--chunks", "5"],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        self.port = 0
+        deadline = time.monotonic() + STARTUP_DEADLINE
+        assert self.proc.stderr is not None
+        while not self.port and time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            if not line:
+                break
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if obj.get("msg") == "listening":
+                self.port = int(obj["port"])
+        if not self.port:
+            self.stop()
+            raise AssertionError("mock_upstream did not start")
+        # Keep draining its stderr so it never blocks on a full pipe.
+        threading.Thread(target=lambda: [None for _ in self.proc.stderr], daemon=True).start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def script(self, steps: list[dict]) -> None:
+        r = request(self.port, "POST", "/_mock/script", {"Content-Type": "application/json"},
+                    json.dumps(steps).encode())
+        assert r.status == 204, r
+
+    def reset(self) -> None:
+        assert request(self.port, "POST", "/_mock/reset").status == 204
+
+    def stats(self) -> dict:
+        return get(self.port, "/_mock/stats").json()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(SHUTDOWN_DEADLINE)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
 
 
 class PgCluster:

@@ -1,0 +1,647 @@
+#include "http/client.hpp"
+
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+
+#include <array>
+#include <atomic>
+#include <deque>
+#include <limits>
+#include <unordered_map>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <fmt/format.h>
+
+namespace chatd::http {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace ssl = boost::asio::ssl;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+namespace {
+
+constexpr std::size_t kPieceSize = 16 * 1024;
+
+std::string_view Sv(beast::string_view view) { return {view.data(), view.size()}; }
+beast::string_view Bv(std::string_view view) { return {view.data(), view.size()}; }
+
+bool Forbidden(const asio::ip::address& address) {
+  if (address.is_v6()) {
+    const asio::ip::address_v6 v6 = address.to_v6();
+    if (v6.is_v4_mapped()) return Forbidden(asio::ip::make_address_v4(asio::ip::v4_mapped, v6));
+    static const asio::ip::address_v6 kAwsMetadata = asio::ip::make_address_v6("fd00:ec2::254");
+    return v6.is_link_local() || v6 == kAwsMetadata;
+  }
+  const std::uint32_t v4 = address.to_v4().to_uint();
+  constexpr std::uint32_t kLinkLocal = 0xA9FE0000;         // 169.254.0.0/16 (AWS, GCP, Azure metadata inside)
+  constexpr std::uint32_t kAlibabaMetadata = 0x646464C8;  // 100.100.100.200
+  return (v4 & 0xFFFF0000) == kLinkLocal || v4 == kAlibabaMetadata;
+}
+
+bool IsIpLiteral(const std::string& host) {
+  error_code ec;
+  asio::ip::make_address(host, ec);
+  return !ec;
+}
+
+// Headers the client writes itself; a caller's copy is dropped (also hop-by-hop ones a
+// pass-through proxy must not forward).
+bool ReservedHeader(std::string_view name) {
+  for (std::string_view reserved : {"host", "content-length", "transfer-encoding", "connection", "keep-alive",
+                                    "accept-encoding", "te", "upgrade", "proxy-connection", "trailer"}) {
+    if (EqualsIgnoreCase(name, reserved)) return true;
+  }
+  return false;
+}
+
+Unexpected Cancelled() { return MakeError(ErrorCode::kUnavailable, "cancelled"); }
+
+// One connection to one origin. Beast's composed operations see it as a stream whatever
+// its transport: async_read_some/async_write_some go to the TLS or the plain stream.
+struct Connection {
+  using executor_type = asio::any_io_executor;
+
+  std::optional<beast::tcp_stream> plain;
+  std::optional<beast::ssl_stream<beast::tcp_stream>> tls;
+  beast::flat_buffer buffer;
+  std::string key;  // the pool's: client and origin
+  Clock::time_point idle_since;
+  bool reused = false;
+
+  beast::tcp_stream& Transport() { return tls ? tls->next_layer() : *plain; }
+  executor_type get_executor() { return Transport().get_executor(); }
+
+  template <typename Buffers, typename Token>
+  auto async_read_some(const Buffers& buffers, Token&& token) {
+    return asio::async_initiate<Token, void(error_code, std::size_t)>(
+        [this](auto handler, const Buffers& b) {
+          if (tls) {
+            tls->async_read_some(b, std::move(handler));
+          } else {
+            plain->async_read_some(b, std::move(handler));
+          }
+        },
+        token, buffers);
+  }
+
+  template <typename Buffers, typename Token>
+  auto async_write_some(const Buffers& buffers, Token&& token) {
+    return asio::async_initiate<Token, void(error_code, std::size_t)>(
+        [this](auto handler, const Buffers& b) {
+          if (tls) {
+            tls->async_write_some(b, std::move(handler));
+          } else {
+            plain->async_write_some(b, std::move(handler));
+          }
+        },
+        token, buffers);
+  }
+
+  void Arm(Clock::time_point deadline) {
+    if (deadline == Clock::time_point::max()) {
+      Transport().expires_never();
+    } else {
+      Transport().expires_at(deadline);
+    }
+  }
+
+  void Close() {
+    error_code ec;
+    Transport().socket().close(ec);
+  }
+
+  // An idle connection that became readable was closed by the peer (or sent something
+  // unsolicited): either way it cannot carry a request. poll() with a zero timeout does
+  // not block.
+  bool StillOpen() {
+    pollfd fd{Transport().socket().native_handle(), POLLIN, 0};
+    return ::poll(&fd, 1, 0) == 0;
+  }
+};
+
+// The idle connections of one io_context, an Asio service of it: created on first use,
+// destroyed with the context, touched only by the context's one thread.
+class Pool final : public asio::execution_context::service {
+ public:
+  static asio::execution_context::id id;
+  explicit Pool(asio::execution_context& context) : asio::execution_context::service(context) {}
+
+  std::unique_ptr<Connection> Take(const std::string& key, milliseconds expiry) {
+    const auto found = idle_.find(key);
+    if (found == idle_.end()) return nullptr;
+    auto& list = found->second;
+    const auto now = Clock::now();
+    while (!list.empty()) {
+      std::unique_ptr<Connection> connection = std::move(list.back());  // the most recent: least likely closed
+      list.pop_back();
+      if (now - connection->idle_since < expiry && connection->StillOpen()) {
+        connection->reused = true;
+        return connection;
+      }
+      connection->Close();
+    }
+    return nullptr;
+  }
+
+  void Put(std::unique_ptr<Connection> connection, std::size_t max_idle, milliseconds expiry) {
+    if (max_idle == 0) return connection->Close();
+    const auto now = Clock::now();
+    connection->idle_since = now;
+    connection->Arm(Clock::time_point::max());
+    auto& list = idle_[connection->key];
+    // Expired ones go first (the oldest sit at the front); then make room for this one.
+    while (!list.empty() && (now - list.front()->idle_since >= expiry || list.size() >= max_idle)) {
+      list.front()->Close();
+      list.pop_front();
+    }
+    list.push_back(std::move(connection));
+  }
+
+ private:
+  void shutdown() override { idle_.clear(); }
+
+  std::unordered_map<std::string, std::deque<std::unique_ptr<Connection>>> idle_;
+};
+
+asio::execution_context::id Pool::id;
+
+Clock::time_point After(Clock::time_point from, milliseconds timeout) {
+  if (timeout.count() <= 0) return Clock::time_point::max();
+  return from + timeout;
+}
+
+}  // namespace
+
+bool AddressAllowed(std::string_view address, const AddressPolicy& policy) {
+  error_code ec;
+  const auto parsed = asio::ip::make_address(std::string(address), ec);
+  if (ec) return false;
+  return policy.allow_link_local || !Forbidden(parsed);
+}
+
+std::string Url::Authority() const {
+  const bool v6 = host.find(':') != std::string::npos;
+  const std::string name = v6 ? "[" + host + "]" : host;
+  if (port == (tls ? 443 : 80)) return name;
+  return fmt::format("{}:{}", name, port);
+}
+
+Expected<Url> ParseUrl(std::string_view text) {
+  Url url;
+  std::string_view rest;
+  if (text.substr(0, 8) == "https://") {
+    url.tls = true;
+    rest = text.substr(8);
+  } else if (text.substr(0, 7) == "http://") {
+    rest = text.substr(7);
+  } else {
+    return MakeError(ErrorCode::kInvalidArgument, fmt::format("'{}' is not an http:// or https:// URL", text));
+  }
+  const std::size_t slash = rest.find_first_of("/?#");
+  std::string_view authority = rest.substr(0, slash);
+  std::string_view target = slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
+  if (const std::size_t hash = target.find('#'); hash != std::string_view::npos) target = target.substr(0, hash);
+  if (authority.find('@') != std::string_view::npos) {
+    return MakeError(ErrorCode::kInvalidArgument, fmt::format("'{}': credentials in a URL are not supported", text));
+  }
+  std::string_view port;
+  if (!authority.empty() && authority.front() == '[') {
+    const std::size_t close = authority.find(']');
+    if (close == std::string_view::npos) return MakeError(ErrorCode::kInvalidArgument, fmt::format("'{}': bad IPv6 host", text));
+    url.host = std::string(authority.substr(1, close - 1));
+    const std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') return MakeError(ErrorCode::kInvalidArgument, fmt::format("'{}': bad host", text));
+      port = after.substr(1);
+    }
+  } else {
+    const std::size_t colon = authority.find(':');
+    url.host = std::string(authority.substr(0, colon));
+    if (colon != std::string_view::npos) port = authority.substr(colon + 1);
+  }
+  if (url.host.empty()) return MakeError(ErrorCode::kInvalidArgument, fmt::format("'{}' has no host", text));
+  url.port = url.tls ? 443 : 80;
+  if (!port.empty()) {
+    unsigned value = 0;
+    for (const char c : port) {
+      if (c < '0' || c > '9' || value > 65535) {
+        return MakeError(ErrorCode::kInvalidArgument, fmt::format("'{}' has an invalid port", text));
+      }
+      value = value * 10 + static_cast<unsigned>(c - '0');
+    }
+    if (value == 0 || value > 65535) return MakeError(ErrorCode::kInvalidArgument, fmt::format("'{}' has an invalid port", text));
+    url.port = static_cast<std::uint16_t>(value);
+  }
+  url.target = target.empty() || target.front() != '/' ? "/" + std::string(target) : std::string(target);
+  return url;
+}
+
+struct Client::Impl {
+  explicit Impl(ClientConfig c) : config(std::move(c)), tls_context(ssl::context::tls_client) {}
+
+  // Start() with the knowledge Send() needs for its one retry: whether the failure came
+  // from a reused connection before anything was received.
+  Task<Expected<std::unique_ptr<ClientCall>>> Open(const ClientRequest& request, bool may_reuse, bool& stale);
+  Task<Expected<std::unique_ptr<Connection>>> Connect(const Url& url, Clock::time_point deadline, milliseconds timeout);
+
+  ClientConfig config;
+  ssl::context tls_context;
+  std::string id = std::to_string(next_id.fetch_add(1));  // keeps pools of two clients apart
+  static inline std::atomic<std::uint64_t> next_id{0};
+};
+
+namespace {
+
+class Call final : public ClientCall {
+ public:
+  Call(Client::Impl& client, std::unique_ptr<Connection> connection, const ClientRequest& request, std::string origin,
+       Clock::time_point started)
+      : client_(client),
+        connection_(std::move(connection)),
+        origin_(std::move(origin)),
+        head_request_(request.method == Method::kHead),
+        stream_body_(request.stream_body),
+        first_byte_timeout_(request.first_byte_timeout.value_or(client.config.first_byte_timeout)),
+        idle_timeout_(request.idle_timeout.value_or(client.config.idle_timeout)),
+        total_timeout_(request.total_timeout.value_or(client.config.total_timeout)),
+        total_deadline_(After(started, total_timeout_)) {}
+
+  ~Call() override {
+    if (connection_) connection_->Close();
+  }
+
+  bool reused() const { return connection_ != nullptr && connection_->reused; }
+  // The peer closed before sending a byte: what a keep-alive connection closed while idle
+  // looks like.
+  bool stale() const { return stale_; }
+
+  Task<Expected<void>> WriteRequest(const ClientRequest& request, const Url& url) {
+    bhttp::request<bhttp::string_body> message{bhttp::string_to_verb(Bv(MethodName(request.method))),
+                                               Bv(url.target), 11};
+    message.set(bhttp::field::host, url.Authority());
+    message.set(bhttp::field::user_agent, "chatd");
+    message.set(bhttp::field::accept_encoding, "identity");
+    for (const auto& [name, value] : request.headers) {
+      if (!ReservedHeader(name)) message.insert(Bv(name), Bv(value));
+    }
+    error_code ec;
+    Arm(After(Clock::now(), idle_timeout_));
+    if (request.stream_body) {
+      message.chunked(true);
+      bhttp::request_serializer<bhttp::string_body> serializer(message);
+      co_await bhttp::async_write_header(*connection_, serializer, asio::redirect_error(kUseAwaitable, ec));
+    } else {
+      message.body() = request.body;
+      message.prepare_payload();
+      co_await bhttp::async_write(*connection_, message, asio::redirect_error(kUseAwaitable, ec));
+    }
+    if (ec) co_return Fail(ec, "writing the request to", "no progress writing to", idle_timeout_);
+    co_return Expected<void>{};
+  }
+
+  Task<Expected<void>> WriteBody(std::string_view piece) override {
+    if (auto broken = Check(); !broken) co_return broken;
+    if (!stream_body_ || parser_) throw std::logic_error("ClientCall::WriteBody: no streamed request body open");
+    if (piece.empty()) co_return Expected<void>{};  // an empty chunk would end the body
+    error_code ec;
+    Arm(After(Clock::now(), idle_timeout_));
+    co_await asio::async_write(*connection_, bhttp::make_chunk(asio::const_buffer(piece.data(), piece.size())),
+                               asio::redirect_error(kUseAwaitable, ec));
+    if (ec) co_return Fail(ec, "writing the request body to", "no progress writing to", idle_timeout_);
+    co_return Expected<void>{};
+  }
+
+  Task<Expected<void>> ReadHead() override {
+    if (auto broken = Check(); !broken) co_return broken;
+    if (parser_) throw std::logic_error("ClientCall::ReadHead called twice");
+    error_code ec;
+    if (stream_body_) {
+      Arm(After(Clock::now(), idle_timeout_));
+      co_await asio::async_write(*connection_, bhttp::make_chunk_last(), asio::redirect_error(kUseAwaitable, ec));
+      if (ec) co_return Fail(ec, "writing the request body to", "no progress writing to", idle_timeout_);
+    }
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(client_.config.max_header_size));
+    parser_->body_limit(std::numeric_limits<std::uint64_t>::max());  // ReadAll and callers bound it
+    parser_->skip(head_request_);
+    Arm(After(Clock::now(), first_byte_timeout_));
+    co_await bhttp::async_read_header(*connection_, connection_->buffer, *parser_,
+                                      asio::redirect_error(kUseAwaitable, ec));
+    if (ec == bhttp::error::header_limit) {
+      co_return Fail(MakeError(ErrorCode::kUpstreamUnavailable,
+                               fmt::format("the response header from {} is larger than {} bytes", origin_,
+                                           client_.config.max_header_size)));
+    }
+    if (ec) {
+      stale_ = ec == bhttp::error::end_of_stream || ec == asio::error::connection_reset ||
+               ec == asio::error::eof || ec == asio::error::broken_pipe;
+      co_return Fail(ec, "reading the response head from", "no response head from",
+                     first_byte_timeout_);
+    }
+    const auto& head = parser_->get();
+    status_ = static_cast<int>(head.result_int());
+    for (const auto& field : head) headers_.emplace_back(std::string(Sv(field.name_string())), std::string(Sv(field.value())));
+    if (parser_->is_done()) Release();
+    co_return Expected<void>{};
+  }
+
+  int status() const override { return status_; }
+  const Headers& headers() const override { return headers_; }
+  std::string_view Header(std::string_view name) const override {
+    for (const auto& [key, value] : headers_) {
+      if (EqualsIgnoreCase(key, name)) return value;
+    }
+    return {};
+  }
+
+  Task<Expected<std::optional<std::string>>> ReadSome(TimePoint not_after) override {
+    if (auto broken = Check(); !broken) co_return Unexpected{broken.error()};
+    if (!parser_) throw std::logic_error("ClientCall::ReadSome before ReadHead");
+    while (!done_) {
+      auto& body = parser_->get().body();
+      body.data = piece_.data();
+      body.size = piece_.size();
+      const Clock::time_point idle_deadline = After(Clock::now(), idle_timeout_);
+      Arm(std::min(idle_deadline, not_after));
+      error_code ec;
+      co_await bhttp::async_read_some(*connection_, connection_->buffer, *parser_,
+                                      asio::redirect_error(kUseAwaitable, ec));
+      if (ec == bhttp::error::need_buffer) ec = {};
+      if (ec) {
+        if (not_after < idle_deadline && Clock::now() >= not_after && !cancelled_) {
+          co_return Fail(MakeError(ErrorCode::kUpstreamTimeout, fmt::format("no data from {} in time", origin_)));
+        }
+        co_return Fail(ec, "reading the response body from", "no data from", idle_timeout_);
+      }
+      const std::size_t n = piece_.size() - parser_->get().body().size;
+      if (parser_->is_done()) Release();
+      if (n > 0) co_return std::optional<std::string>(std::in_place, piece_.data(), n);
+    }
+    co_return std::optional<std::string>{};
+  }
+
+  Task<Expected<std::string>> ReadAll(std::size_t max_bytes) override {
+    if (!parser_) throw std::logic_error("ClientCall::ReadAll before ReadHead");
+    const auto too_large = [&] {
+      return Fail(MakeError(ErrorCode::kUpstreamUnavailable,
+                            fmt::format("the response body from {} is larger than {} bytes", origin_, max_bytes)));
+    };
+    if (parser_->content_length() && *parser_->content_length() > max_bytes) co_return too_large();
+    std::string body;
+    while (true) {
+      auto piece = co_await ReadSome(TimePoint::max());
+      if (!piece) co_return Unexpected{std::move(piece).error()};
+      if (!*piece) break;
+      if (body.size() + (*piece)->size() > max_bytes) co_return too_large();
+      body += **piece;
+    }
+    co_return body;
+  }
+
+  void Cancel() override {
+    if (cancelled_) return;
+    cancelled_ = true;
+    if (connection_) connection_->Close();
+  }
+
+ private:
+  Expected<void> Check() const {
+    if (cancelled_) return Cancelled();
+    if (failure_) return Unexpected{*failure_};
+    return {};
+  }
+
+  // The deadline of the next operation: its own, and never past the overall one.
+  void Arm(Clock::time_point deadline) { connection_->Arm(std::min(deadline, total_deadline_)); }
+
+  // The response has been read to its end: the connection may serve another request.
+  void Release() {
+    done_ = true;
+    if (!connection_) return;
+    if (parser_->keep_alive() && !cancelled_ && connection_->buffer.size() == 0) {
+      asio::use_service<Pool>(asio::query(connection_->get_executor(), asio::execution::context))
+          .Put(std::move(connection_), client_.config.max_idle_per_origin, client_.config.idle_expiry);
+    } else {
+      connection_->Close();
+      connection_.reset();
+    }
+  }
+
+  Unexpected Fail(Unexpected error) {
+    if (connection_) connection_->Close();
+    if (cancelled_) return Cancelled();
+    failure_ = error.error;
+    return error;
+  }
+
+  // An I/O error: cancelled, a timeout (the overall one, or the operation's own:
+  // "<waiting> <origin> within <timeout> ms"), or a failure while `doing` something.
+  Unexpected Fail(error_code ec, std::string_view doing, std::string_view waiting, milliseconds timeout) {
+    if (cancelled_) return Fail(Cancelled());
+    if (ec == beast::error::timeout) {
+      if (Clock::now() >= total_deadline_) {
+        return Fail(MakeError(ErrorCode::kUpstreamTimeout,
+                              fmt::format("the request to {} took longer than {} ms", origin_, total_timeout_.count())));
+      }
+      return Fail(MakeError(ErrorCode::kUpstreamTimeout,
+                            fmt::format("{} {} within {} ms", waiting, origin_, timeout.count())));
+    }
+    return Fail(MakeError(ErrorCode::kUpstreamUnavailable, fmt::format("{} {}: {}", doing, origin_, ec.message())));
+  }
+
+  Client::Impl& client_;
+  std::unique_ptr<Connection> connection_;
+  std::string origin_;
+  bool head_request_;
+  bool stream_body_;
+  milliseconds first_byte_timeout_;
+  milliseconds idle_timeout_;
+  milliseconds total_timeout_;
+  Clock::time_point total_deadline_;
+  std::optional<bhttp::response_parser<bhttp::buffer_body>> parser_;
+  int status_ = 0;
+  Headers headers_;
+  std::array<char, kPieceSize> piece_;
+  bool done_ = false;
+  bool cancelled_ = false;
+  bool stale_ = false;
+  std::optional<Error> failure_;
+};
+
+// DNS with a deadline. Asio's resolver runs getaddrinfo on a thread of its own and cannot
+// interrupt it, so the wait races a timer instead of waiting for the lookup to give up;
+// the shared state outlives whichever loses.
+struct Resolution {
+  explicit Resolution(const asio::any_io_executor& executor) : resolver(executor), timer(executor) {}
+  tcp::resolver resolver;
+  asio::steady_timer timer;
+  tcp::resolver::results_type results;
+  error_code ec;
+  bool done = false;
+};
+
+}  // namespace
+
+Task<Expected<std::unique_ptr<Connection>>> Client::Impl::Connect(const Url& url, Clock::time_point deadline,
+                                                                  milliseconds timeout) {
+  const asio::any_io_executor executor = co_await asio::this_coro::executor;
+  const std::string origin = url.Authority();
+  auto resolution = std::make_shared<Resolution>(executor);
+  resolution->resolver.async_resolve(url.host, std::to_string(url.port),
+                                     [resolution](const error_code& ec, tcp::resolver::results_type results) {
+                                       resolution->ec = ec;
+                                       resolution->results = std::move(results);
+                                       resolution->done = true;
+                                       resolution->timer.cancel();
+                                     });
+  resolution->timer.expires_at(deadline);
+  error_code ec;
+  co_await resolution->timer.async_wait(asio::redirect_error(kUseAwaitable, ec));
+  if (!resolution->done) {
+    resolution->resolver.cancel();
+    co_return MakeError(ErrorCode::kUpstreamTimeout,
+                        fmt::format("resolving {} took longer than {} ms", url.host, timeout.count()));
+  }
+  if (resolution->ec) {
+    co_return MakeError(ErrorCode::kUpstreamUnavailable,
+                        fmt::format("cannot resolve {}: {}", url.host, resolution->ec.message()));
+  }
+  std::vector<tcp::endpoint> endpoints;
+  std::string refused;
+  for (const auto& entry : resolution->results) {
+    if (config.address_policy.allow_link_local || !Forbidden(entry.endpoint().address())) {
+      endpoints.push_back(entry.endpoint());
+    } else {
+      refused = entry.endpoint().address().to_string();
+    }
+  }
+  if (endpoints.empty()) {
+    co_return MakeError(ErrorCode::kPermissionDenied,
+                        fmt::format("refused to connect to {}: it resolves to {}, a link-local or cloud metadata "
+                                    "address (allowed only when link-local destinations are enabled)",
+                                    url.host, refused));
+  }
+
+  beast::tcp_stream stream(executor);
+  if (deadline != Clock::time_point::max()) stream.expires_at(deadline);
+  co_await stream.async_connect(endpoints, asio::redirect_error(kUseAwaitable, ec));
+  if (ec == beast::error::timeout) {
+    co_return MakeError(ErrorCode::kUpstreamTimeout,
+                        fmt::format("connecting to {} took longer than {} ms", origin, timeout.count()));
+  }
+  if (ec) co_return MakeError(ErrorCode::kUpstreamUnavailable, fmt::format("cannot connect to {}: {}", origin, ec.message()));
+  stream.socket().set_option(tcp::no_delay(true), ec);
+
+  auto connection = std::make_unique<Connection>();
+  if (!url.tls) {
+    connection->plain.emplace(std::move(stream));
+    co_return connection;
+  }
+  auto& tls = connection->tls.emplace(std::move(stream), tls_context);
+  SSL* native = tls.native_handle();
+  // SNI for names (not for IP literals, RFC 6066), and the certificate must name the host.
+  if (!IsIpLiteral(url.host)) SSL_set_tlsext_host_name(native, url.host.c_str());
+  const int named = IsIpLiteral(url.host) ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(native), url.host.c_str())
+                                          : SSL_set1_host(native, url.host.c_str());
+  if (named != 1) co_return MakeError(ErrorCode::kInternal, fmt::format("cannot set up TLS verification for {}", origin));
+  connection->Arm(deadline);
+  co_await tls.async_handshake(ssl::stream_base::client, asio::redirect_error(kUseAwaitable, ec));
+  if (ec == beast::error::timeout) {
+    co_return MakeError(ErrorCode::kUpstreamTimeout,
+                        fmt::format("the TLS handshake with {} took longer than {} ms", origin, timeout.count()));
+  }
+  if (ec) {
+    co_return MakeError(ErrorCode::kUpstreamUnavailable, fmt::format("TLS handshake with {} failed: {}", origin, ec.message()));
+  }
+  co_return connection;
+}
+
+Task<Expected<std::unique_ptr<ClientCall>>> Client::Impl::Open(const ClientRequest& request, bool may_reuse,
+                                                               bool& stale) {
+  stale = false;
+  auto url = ParseUrl(request.url);
+  if (!url) co_return Unexpected{std::move(url).error()};
+  const auto started = Clock::now();
+  const std::string origin = url->Authority();
+  const std::string key = fmt::format("{}|{}|{}|{}", id, url->tls ? "https" : "http", url->host, url->port);
+
+  const asio::any_io_executor executor = co_await asio::this_coro::executor;
+  Pool& pool = asio::use_service<Pool>(asio::query(executor, asio::execution::context));
+  std::unique_ptr<Connection> connection;
+  if (may_reuse) connection = pool.Take(key, config.idle_expiry);
+  if (!connection) {
+    const milliseconds total = request.total_timeout.value_or(config.total_timeout);
+    const milliseconds connect = request.connect_timeout.value_or(config.connect_timeout);
+    const Clock::time_point deadline = std::min(After(started, connect), After(started, total));
+    auto connected = co_await Connect(*url, deadline, connect);
+    if (!connected) co_return Unexpected{std::move(connected).error()};
+    connection = std::move(*connected);
+    connection->key = key;
+  }
+  auto call = std::make_unique<Call>(*this, std::move(connection), request, origin, started);
+  auto written = co_await call->WriteRequest(request, *url);
+  if (!written) {
+    stale = call->reused();
+    co_return Unexpected{std::move(written).error()};
+  }
+  co_return std::unique_ptr<ClientCall>(std::move(call));
+}
+
+Expected<std::unique_ptr<Client>> Client::Create(ClientConfig config) {
+  auto impl = std::make_unique<Impl>(std::move(config));
+  error_code ec;
+  impl->tls_context.set_default_verify_paths(ec);
+  if (ec) return MakeError(ErrorCode::kInternal, fmt::format("cannot load the system CA store: {}", ec.message()));
+  if (!impl->config.extra_ca_file.empty()) {
+    impl->tls_context.load_verify_file(impl->config.extra_ca_file, ec);
+    if (ec) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       fmt::format("cannot load the CA file {}: {}", impl->config.extra_ca_file, ec.message()));
+    }
+  }
+  impl->tls_context.set_verify_mode(ssl::verify_peer);
+  SSL_CTX_set_min_proto_version(impl->tls_context.native_handle(), TLS1_2_VERSION);
+  return std::unique_ptr<Client>(new Client(std::move(impl)));
+}
+
+Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Client::~Client() = default;
+
+const ClientConfig& Client::config() const { return impl_->config; }
+
+Task<Expected<std::unique_ptr<ClientCall>>> Client::Start(const ClientRequest& request) {
+  bool stale = false;
+  co_return co_await impl_->Open(request, true, stale);
+}
+
+Task<Expected<std::unique_ptr<ClientCall>>> Client::Send(const ClientRequest& request) {
+  if (request.stream_body) throw std::logic_error("Client::Send: a streamed body needs Start()");
+  for (int attempt = 0;; ++attempt) {
+    const bool may_reuse = attempt == 0;
+    bool stale = false;
+    auto call = co_await impl_->Open(request, may_reuse, stale);
+    if (!call) {
+      if (stale && attempt == 0) continue;
+      co_return call;
+    }
+    auto& opened = static_cast<Call&>(**call);
+    auto head = co_await opened.ReadHead();
+    if (!head) {
+      if (opened.reused() && opened.stale() && attempt == 0) continue;
+      co_return Unexpected{std::move(head).error()};
+    }
+    co_return call;
+  }
+}
+
+}  // namespace chatd::http
