@@ -199,6 +199,74 @@ def test_a_client_leaving_with_on_disconnect_cancel_aborts_the_upstream(env_serv
     assert upstream.stats()["completed_streams"] == 0
 
 
+def test_a_turn_over_a_websocket_from_the_upstream(env_server, upstream):
+    from test_websocket import connect, ready, turn_events
+
+    api = Api(env_server.port)
+    user = api.new_user()
+    cid = conversation(api, user, title="titled, so no title request reaches the mock")
+    upstream.script([{"chunks": 6}])
+    ws = connect(env_server.port, token=user.access)
+    try:
+        ready(ws)
+        ws.send(json.dumps({"type": "chat", "id": "w", "conversation_id": cid, "content": "hi"}))
+        events = turn_events(ws, "w")
+    finally:
+        ws.close()
+    assert [e["type"] for e in events] == ["message.created"] + ["delta"] * 6 + ["message.completed"]
+    assert "".join(e.get("content", "") for e in events) == "tok0 tok1 tok2 tok3 tok4 tok5 "
+    assert wait_for_status(api, user, cid, events[0]["assistant_message_id"], "complete")["content"].startswith("tok0")
+
+
+def test_a_dropped_client_resumes_an_upstream_answer(env_server, upstream):
+    from test_resume import events_in, resume
+
+    upstream.script([{"chunks": 30, "interval_ms": 30}])
+    api = Api(env_server.port)
+    user, other = api.new_user(), api.new_user()
+    cid = conversation(api, user, title="titled, so no title request reaches the mock")
+    client = StreamingClient(env_server.port, user.access, cid, {"content": "go on without me"})
+    mid = client.assistant_id()
+    while len(events_in(client.received)) < 4:
+        chunk = client.sock.recv(4096)
+        assert chunk
+        client.received += chunk
+    before = events_in(client.received)
+    client.close()  # by default the answer goes on
+    status, _, body = resume(env_server.port, other.access, cid, mid, last_event_id=before[-1]["id"])
+    assert status == 404, "someone else's stream looks missing"
+    status, _, body = resume(env_server.port, user.access, cid, mid, last_event_id=before[-1]["id"])
+    assert status == 200, body
+    after = parse_sse(body)
+    assert [e["id"] for e in after] == list(range(before[-1]["id"] + 1, before[-1]["id"] + 1 + len(after)))
+    text = "".join(e["data"].get("content", "") for e in before + after)
+    assert text == "".join(f"tok{i} " for i in range(30))
+    assert wait_for_status(api, user, cid, mid, "complete")["content"] == text
+    assert upstream.stats()["completed_streams"] == 1
+
+
+def test_kill_9_mid_upstream_answer(make_server, upstream):
+    from chatd_testing import Server
+
+    server = make_server(OPENAI_API_KEY="sk-test-not-real", OPENAI_BASE_URL=upstream.base_url, LLM_MODEL="mock-model")
+    upstream.script([{"chunks": 200, "interval_ms": 20}])
+    api = Api(server.port)
+    user = api.new_user()
+    cid = conversation(api, user, title="titled, so no title request reaches the mock")
+    client = StreamingClient(server.port, user.access, cid, {"content": "crash in the middle"})
+    mid = client.assistant_id()
+    time.sleep(1.5)  # past the first flush
+    server.kill()
+    client.close()
+    make_server.servers.remove(server)
+    restarted = Server.start(server.data_dir, server.env, make_server.binary)
+    make_server.servers.append(restarted)
+    api = Api(restarted.port)
+    user.api = api
+    stored = [m for m in branch(api, user, cid) if m["id"] == mid][0]
+    assert stored["status"] == "incomplete" and stored["content"].startswith("tok0 tok1 "), stored
+
+
 # -------------------------------------------------------------- configured by a file
 
 
