@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 
+#include <boost/asio/redirect_error.hpp>
 #include <fmt/format.h>
 
 #include "core/json.hpp"
@@ -225,17 +226,55 @@ Task<Expected<std::shared_ptr<Generation>>> ChatService::Start(std::string_view 
   co_return generation;
 }
 
+// The one background write of a growing answer, and a way to wait for it.
+struct ChatService::BackgroundWrites {
+  explicit BackgroundWrites(asio::any_io_executor executor) : done(std::move(executor)) {}
+  bool in_flight = false;
+  asio::steady_timer done;  // cancelled when the write completes
+
+  Task<void> Wait() {
+    while (in_flight) {
+      done.expires_at(asio::steady_timer::time_point::max());
+      boost::system::error_code ec;
+      co_await done.async_wait(asio::redirect_error(kUseAwaitable, ec));
+    }
+  }
+};
+
+Task<void> ChatService::StoreGrowing(std::shared_ptr<BackgroundWrites> writes, std::string user_id,
+                                     std::string message_id, MessageProgress progress) {
+  auto stored = co_await messages_.FlushAssistant(user_id, message_id, progress);
+  // A failed write is logged; the next one (or the final one) carries the answer again.
+  if (!stored) log::Warn("cannot store the growing answer", {{"message_id", message_id}, {"error", stored.error().message}});
+  writes->in_flight = false;
+  writes->done.cancel();
+}
+
 Task<void> ChatService::Generate(std::shared_ptr<Generation> generation, std::shared_ptr<Call> call) {
   const std::string& message_id = generation->info().message_id;
   const std::string provider_name(call->provider->name());
   const auto started = std::chrono::steady_clock::now();
   MessageProgress progress;
   progress.status = "streaming";
-  // Stores the answer as it is now; a failed write is logged and retried at the next one.
+  // The growing answer is stored in the background, so a slow database never slows the
+  // stream: at most one write in flight, skipped while one is. The final state waits for
+  // it, so that no older write can land after it (PostgreSQL's pool may reorder them).
+  const asio::any_io_executor executor = co_await asio::this_coro::executor;
+  auto writes = std::make_shared<BackgroundWrites>(executor);
+  auto store_growing = [&] {
+    if (writes->in_flight) return;
+    writes->in_flight = true;
+    MessageProgress snapshot = progress;
+    snapshot.content = generation->Content();
+    asio::co_spawn(writes->done.get_executor(), StoreGrowing(writes, call->user_id, message_id, std::move(snapshot)),
+                   asio::detached);
+  };
+  // Stores the answer's final state (after any write in flight).
   auto flush = [&]() -> Task<void> {
+    co_await writes->Wait();
     progress.content = generation->Content();
     auto stored = co_await messages_.FlushAssistant(call->user_id, message_id, progress);
-    if (!stored) log::Warn("cannot store the growing answer", {{"message_id", message_id}, {"error", stored.error().message}});
+    if (!stored) log::Warn("cannot store the answer", {{"message_id", message_id}, {"error", stored.error().message}});
   };
   auto record = [&](std::string_view status) {
     metrics_.requests.WithLabels({provider_name, call->model.id, std::string(status)}).Inc();
@@ -303,8 +342,9 @@ Task<void> ChatService::Generate(std::shared_ptr<Generation> generation, std::sh
     if (!piece.finish_reason.empty()) progress.finish_reason = piece.finish_reason;
     const auto now = std::chrono::steady_clock::now();
     const std::size_t size = generation->content_size();
-    if (size - flushed_size >= config_.flush_bytes || now - last_flush >= config_.flush_interval) {
-      co_await flush();
+    if ((size - flushed_size >= config_.flush_bytes || now - last_flush >= config_.flush_interval) &&
+        !writes->in_flight) {
+      store_growing();
       last_flush = now;
       flushed_size = size;
     }

@@ -105,6 +105,7 @@ class ChatService {
 
  private:
   struct Call;
+  struct BackgroundWrites;
   // The model's context: the system prompt, then as much of the path to `leaf_id` as fits
   // in `budget` tokens, newest kept first.
   Task<Expected<std::vector<llm::ChatMessage>>> BuildContext(std::string_view user_id, const Conversation& conversation,
@@ -113,6 +114,8 @@ class ChatService {
   // conversation when it was untitled.
   Task<void> Generate(std::shared_ptr<Generation> generation, std::shared_ptr<Call> call);
   Task<void> GiveTitle(const Call& call, std::string_view answer);
+  Task<void> StoreGrowing(std::shared_ptr<BackgroundWrites> writes, std::string user_id, std::string message_id,
+                          MessageProgress progress);
 
   ChatConfig config_;
   ConversationService& conversations_;
