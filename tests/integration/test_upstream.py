@@ -12,7 +12,7 @@ import time
 import pytest
 
 from accounts_client import Api
-from chatd_testing import MockUpstream, poll, server_env
+from chatd_testing import MockUpstream, get, poll, server_env
 from test_chat_turn import StreamingClient, branch, conversation, parse_sse, send, wait_for_status
 
 
@@ -197,6 +197,30 @@ def test_a_client_leaving_with_on_disconnect_cancel_aborts_the_upstream(env_serv
     stored = wait_for_status(api, user, cid, mid, "cancelled", deadline_s=5)
     assert stored["finish_reason"] == "cancelled" and stored["content"].startswith("tok0 ")
     assert upstream.stats()["completed_streams"] == 0
+
+
+def test_upstream_calls_are_in_the_metrics(env_server, upstream):
+    def sample(text, name, **labels):
+        want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        for line in text.splitlines():
+            if line.startswith(f"{name}{{{want}}} "):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = get(env_server.port, "/metrics").body.decode()
+    upstream.script([{"status": 500}])
+    _, _, _, events, _ = turn(env_server, {"content": "count me"})
+    assert events[-1]["event"] == "message.completed", events
+    after = get(env_server.port, "/metrics").body.decode()
+    for name, labels, delta in [
+        ("llm_requests_total", {"provider": "openai", "outcome": "ok"}, 1),
+        ("llm_requests_total", {"provider": "openai", "outcome": "upstream_unavailable"}, 1),
+        ("llm_retries_total", {"provider": "openai"}, 1),
+        ("llm_time_to_first_token_seconds_count", {"provider": "openai"}, 1),
+        ("llm_tokens_total", {"provider": "openai", "type": "prompt"}, 12),
+        ("llm_tokens_total", {"provider": "openai", "type": "completion"}, 5),
+    ]:
+        assert sample(after, name, **labels) - sample(before, name, **labels) == delta, (name, labels, after)
 
 
 # -------------------------------------------------------------- configured by a file
