@@ -12,7 +12,7 @@ import time
 import pytest
 
 from accounts_client import Api
-from chatd_testing import MockUpstream, poll, server_env
+from chatd_testing import MockUpstream, get, poll, server_env
 from test_chat_turn import StreamingClient, branch, conversation, parse_sse, send, wait_for_status
 
 
@@ -265,6 +265,31 @@ def test_kill_9_mid_upstream_answer(make_server, upstream):
     user.api = api
     stored = [m for m in branch(api, user, cid) if m["id"] == mid][0]
     assert stored["status"] == "incomplete" and stored["content"].startswith("tok0 tok1 "), stored
+
+def test_upstream_calls_are_in_the_metrics(env_server, upstream):
+    def sample(text, name, **labels):
+        want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        for line in text.splitlines():
+            if line.startswith(f"{name}{{{want}}} "):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = get(env_server.port, "/metrics").body.decode()
+    upstream.script([{"status": 500}])
+    _, _, _, events, _ = turn(env_server, {"content": "count me"})
+    assert events[-1]["event"] == "message.completed", events
+    after = get(env_server.port, "/metrics").body.decode()
+    for name, labels, delta in [
+        ("llm_upstream_calls_total", {"provider": "openai", "outcome": "ok"}, 1),
+        ("llm_upstream_calls_total", {"provider": "openai", "outcome": "upstream_unavailable"}, 1),
+        ("llm_upstream_retries_total", {"provider": "openai"}, 1),
+        ("llm_upstream_time_to_first_token_seconds_count", {"provider": "openai"}, 1),
+        ("llm_upstream_tokens_total", {"provider": "openai", "type": "prompt"}, 12),
+        ("llm_upstream_tokens_total", {"provider": "openai", "type": "completion"}, 5),
+        # the chat turn's own view: one request, whatever the retries
+        ("llm_requests_total", {"provider": "openai", "model": "mock-model", "status": "ok"}, 1),
+    ]:
+        assert sample(after, name, **labels) - sample(before, name, **labels) == delta, (name, labels, after)
 
 
 # -------------------------------------------------------------- configured by a file
