@@ -246,8 +246,6 @@ def test_a_dropped_client_resumes_an_upstream_answer(env_server, upstream):
 
 
 def test_kill_9_mid_upstream_answer(make_server, upstream):
-    from chatd_testing import Server
-
     server = make_server(OPENAI_API_KEY="sk-test-not-real", OPENAI_BASE_URL=upstream.base_url, LLM_MODEL="mock-model")
     upstream.script([{"chunks": 200, "interval_ms": 20}])
     api = Api(server.port)
@@ -256,11 +254,8 @@ def test_kill_9_mid_upstream_answer(make_server, upstream):
     client = StreamingClient(server.port, user.access, cid, {"content": "crash in the middle"})
     mid = client.assistant_id()
     time.sleep(1.5)  # past the first flush
-    server.kill()
+    restarted = make_server.kill_and_restart(server)
     client.close()
-    make_server.servers.remove(server)
-    restarted = Server.start(server.data_dir, server.env, make_server.binary)
-    make_server.servers.append(restarted)
     api = Api(restarted.port)
     user.api = api
     stored = [m for m in branch(api, user, cid) if m["id"] == mid][0]
