@@ -112,21 +112,6 @@ struct ChatService::Call {
   std::chrono::steady_clock::time_point started;  // when the model was called
 };
 
-// The one background write of a growing answer, and a way to wait for it.
-struct ChatService::BackgroundWrites {
-  explicit BackgroundWrites(asio::any_io_executor executor) : done(std::move(executor)) {}
-  bool in_flight = false;
-  asio::steady_timer done;  // cancelled when the write completes
-
-  Task<void> Wait() {
-    while (in_flight) {
-      done.expires_at(asio::steady_timer::time_point::max());
-      boost::system::error_code ec;
-      co_await done.async_wait(asio::redirect_error(kUseAwaitable, ec));
-    }
-  }
-};
-
 // The model call started while the turn's messages are stored, and a way to wait for it.
 struct ChatService::PendingStream {
   explicit PendingStream(asio::any_io_executor executor) : ready(std::move(executor)) {}
@@ -289,15 +274,6 @@ Task<Expected<std::shared_ptr<Generation>>> ChatService::Start(std::string_view 
   co_return generation;
 }
 
-Task<void> ChatService::StoreGrowing(std::shared_ptr<BackgroundWrites> writes, std::string user_id,
-                                     std::string message_id, MessageProgress progress) {
-  auto stored = co_await messages_.FlushAssistant(user_id, message_id, progress);
-  // A failed write is logged; the next one (or the final one) carries the answer again.
-  if (!stored) log::Warn("cannot store the growing answer", {{"message_id", message_id}, {"error", stored.error().message}});
-  writes->in_flight = false;
-  writes->done.cancel();
-}
-
 Task<void> ChatService::OpenStream(std::shared_ptr<PendingStream> pending, std::shared_ptr<Call> call) {
   auto opened = co_await call->provider->StreamChat(call->request);
   // Nobody will read it (the messages could not be stored): close it now. No Next() is
@@ -314,22 +290,16 @@ Task<void> ChatService::Generate(std::shared_ptr<Generation> generation, std::sh
   const auto started = call->started;
   MessageProgress progress;
   progress.status = "streaming";
-  // The growing answer is stored in the background, so a slow database never slows the
-  // stream: at most one write in flight, skipped while one is. The final state waits for
-  // it, so that no older write can land after it (PostgreSQL's pool may reorder them).
+  // The growing answer is stored in batches (AnswerWriter), so the database never slows
+  // the stream; its final state is written here, once no batch holding it can land after.
   const asio::any_io_executor executor = co_await asio::this_coro::executor;
-  auto writes = std::make_shared<BackgroundWrites>(executor);
   auto store_growing = [&] {
-    if (writes->in_flight) return;
-    writes->in_flight = true;
     MessageProgress snapshot = progress;
     snapshot.content = generation->Content();
-    asio::co_spawn(writes->done.get_executor(), StoreGrowing(writes, call->user_id, message_id, std::move(snapshot)),
-                   asio::detached);
+    answers_.Put(executor, call->user_id, message_id, std::move(snapshot));
   };
-  // Stores the answer's final state (after any write in flight).
   auto flush = [&]() -> Task<void> {
-    co_await writes->Wait();
+    co_await answers_.Settle(message_id);
     progress.content = generation->Content();
     auto stored = co_await messages_.FlushAssistant(call->user_id, message_id, progress);
     if (!stored) log::Warn("cannot store the answer", {{"message_id", message_id}, {"error", stored.error().message}});
@@ -400,8 +370,7 @@ Task<void> ChatService::Generate(std::shared_ptr<Generation> generation, std::sh
     if (!piece.finish_reason.empty()) progress.finish_reason = piece.finish_reason;
     const auto now = std::chrono::steady_clock::now();
     const std::size_t size = generation->content_size();
-    if ((size - flushed_size >= config_.flush_bytes || now - last_flush >= config_.flush_interval) &&
-        !writes->in_flight) {
+    if (size - flushed_size >= config_.flush_bytes || now - last_flush >= config_.flush_interval) {
       store_growing();
       last_flush = now;
       flushed_size = size;

@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 
+#include "chat/answer_writer.hpp"
 #include "chat/conversation_service.hpp"
 #include "chat/generation.hpp"
 #include "chat/generations.hpp"
@@ -57,6 +58,7 @@ struct ChatConfig {
   std::chrono::milliseconds max_duration{10 * 60'000};
   std::chrono::milliseconds flush_interval{1'000};  // store the growing answer this often...
   std::size_t flush_bytes = 1024;                    // ...or after this much new text
+                                                     // (in batches: AnswerWriter)
   /// How long a quiet stream waits before a keep-alive (SSE `: ping`).
   std::chrono::milliseconds ping_interval{15'000};
   /// How long a finished generation can still be resumed event by event (Generations).
@@ -84,7 +86,8 @@ class ChatService {
         messages_(messages),
         models_(models),
         generations_(generations),
-        metrics_(metrics) {}
+        metrics_(metrics),
+        answers_(messages, config.flush_interval) {}
 
   /// Starts one turn: checks it, stores the user's message (unless regenerating) and an
   /// empty assistant message, registers the Generation and starts it on the caller's
@@ -105,7 +108,6 @@ class ChatService {
 
  private:
   struct Call;
-  struct BackgroundWrites;
   struct PendingStream;
   // The model's context: the system prompt, then as much of the path to `history` (none:
   // a new root) plus `question` (when it is not stored yet) as fits in `budget` tokens,
@@ -120,8 +122,7 @@ class ChatService {
   Task<void> Generate(std::shared_ptr<Generation> generation, std::shared_ptr<Call> call,
                       std::shared_ptr<PendingStream> pending);
   Task<void> GiveTitle(const Call& call, std::string_view answer);
-  Task<void> StoreGrowing(std::shared_ptr<BackgroundWrites> writes, std::string user_id, std::string message_id,
-                          MessageProgress progress);
+
 
   ChatConfig config_;
   ConversationService& conversations_;
@@ -129,6 +130,7 @@ class ChatService {
   const llm::ModelRegistry& models_;
   Generations& generations_;
   ChatMetrics& metrics_;
+  AnswerWriter answers_;
 };
 
 }  // namespace chatd::chat

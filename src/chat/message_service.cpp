@@ -206,6 +206,21 @@ Task<Expected<void>> MessageService::FlushAssistant(std::string_view user_id, st
   co_return Expected<void>{};
 }
 
+Task<Expected<void>> MessageService::FlushAssistants(const std::vector<AnswerState>& answers) {
+  if (answers.empty()) co_return Expected<void>{};
+  auto transaction = co_await db_.Begin();
+  if (!transaction) co_return Unexpected{std::move(transaction).error()};
+  store::MessagesRepository repo(**transaction);
+  const std::string now = FormatRfc3339(clock_.Now());
+  for (const AnswerState& answer : answers) {
+    const MessageProgress& progress = answer.progress;
+    if (!CheckContent(progress.content) || !CheckStatus(progress.status) || !LooksLikeUuid(answer.message_id)) continue;
+    auto updated = co_await repo.UpdateContent(answer.user_id, answer.message_id, progress, now);
+    if (!updated) co_return Unexpected{std::move(updated).error()};
+  }
+  co_return co_await (*transaction)->Commit();
+}
+
 Task<Expected<Page<Message>>> MessageService::GetPath(std::string_view user_id, std::string_view conversation_id,
                                                       std::string_view leaf_id, const PageRequest& page) {
   if (!LooksLikeUuid(conversation_id) || !LooksLikeUuid(leaf_id)) co_return ConversationNotFound();

@@ -91,6 +91,16 @@ class MessageService {
   Task<Expected<void>> FlushAssistant(std::string_view user_id, std::string_view message_id,
                                       const MessageProgress& progress);
 
+  /// Several answers' FlushAssistant in one transaction (growing answers, batched: one
+  /// commit instead of one per answer). An answer that fails its checks or is gone is
+  /// skipped; only a database failure fails the whole batch.
+  struct AnswerState {
+    std::string user_id;
+    std::string message_id;
+    MessageProgress progress;
+  };
+  Task<Expected<void>> FlushAssistants(const std::vector<AnswerState>& answers);
+
   /// The active branch, oldest first, paginated; siblings filled in when asked for. A
   /// conversation without messages has an empty branch.
   Task<Expected<Page<BranchMessage>>> GetBranch(std::string_view user_id, std::string_view conversation_id,

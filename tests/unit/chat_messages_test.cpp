@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "accounts_test_database.hpp"
+#include "chat/answer_writer.hpp"
 #include "chat/conversation_service.hpp"
 #include "chat/message_service.hpp"
 #include "core/ids.hpp"
@@ -357,6 +358,58 @@ TEST_P(MessageServiceTest, DeletingTheConversationTakesItsMessages) {
   ASSERT_TRUE(Await(conversations_->Delete(alice_, conversation_)));
   ExpectNotFound(Await(messages_->Get(alice_, conversation_, u1.id)).error());
   ExpectNotFound(Await(messages_->GetBranch(alice_, conversation_, PageRequest{}, false)).error());
+}
+
+TEST_P(MessageServiceTest, GrowingAnswersAreWrittenInBatchesAndTheFinalStateWins) {
+  const Message question = User("count to many");
+  std::vector<std::string> answers;
+  for (int i = 0; i < 5; ++i) {
+    auto started = Await(messages_->StartAssistantMessage(alice_, conversation_, question.id, std::string("demo")));
+    ASSERT_TRUE(started) << started.error().message;
+    answers.push_back(started->id);
+  }
+  AnswerWriter writer(*messages_, 10ms);
+  const asio::any_io_executor executor = database_.io().get_executor();
+  for (int round = 1; round <= 3; ++round) {
+    for (const std::string& id : answers) {
+      MessageProgress progress;
+      progress.status = "streaming";
+      progress.content = std::string(static_cast<std::size_t>(round), 'x');
+      writer.Put(executor, alice_, id, progress);  // replaces what is queued for it
+    }
+  }
+  database_.Drain();  // the loop writes what is due, then stops: no timer left behind
+  for (const std::string& id : answers) {
+    auto stored = Await(messages_->Get(alice_, conversation_, id));
+    ASSERT_TRUE(stored);
+    EXPECT_EQ(stored->content, "xxx");
+    EXPECT_EQ(stored->status, "streaming");
+  }
+
+  // A state queued after the final one must not overwrite it: Settle drops it.
+  MessageProgress late;
+  late.status = "streaming";
+  late.content = "stale";
+  writer.Put(executor, alice_, answers[0], late);
+  asio::co_spawn(database_.io(), writer.Settle(answers[0]), asio::detached);
+  database_.Drain();
+  MessageProgress final_state;
+  final_state.status = "complete";
+  final_state.content = "done";
+  ASSERT_TRUE(Await(messages_->FlushAssistant(alice_, answers[0], final_state)));
+  database_.Drain();
+  EXPECT_EQ(Await(messages_->Get(alice_, conversation_, answers[0]))->content, "done");
+
+  // Someone else's message in a batch is not written, and does not fail the others.
+  MessageProgress intruding;
+  intruding.status = "streaming";
+  intruding.content = "intrusion";
+  writer.Put(executor, bob_, answers[1], intruding);
+  intruding.content = "mine";
+  writer.Put(executor, alice_, answers[2], intruding);
+  database_.Drain();
+  EXPECT_EQ(Await(messages_->Get(alice_, conversation_, answers[1]))->content, "xxx");
+  EXPECT_EQ(Await(messages_->Get(alice_, conversation_, answers[2]))->content, "mine");
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, MessageServiceTest, ::testing::Values(Backend::kSqlite, Backend::kPostgres),
