@@ -207,18 +207,16 @@ Task<Expected<void>> MessageService::FlushAssistant(std::string_view user_id, st
 }
 
 Task<Expected<void>> MessageService::FlushAssistants(const std::vector<AnswerState>& answers) {
-  if (answers.empty()) co_return Expected<void>{};
-  auto transaction = co_await db_.Begin();
-  if (!transaction) co_return Unexpected{std::move(transaction).error()};
-  store::MessagesRepository repo(**transaction);
-  const std::string now = FormatRfc3339(clock_.Now());
+  std::vector<store::MessagesRepository::ContentUpdate> updates;
+  updates.reserve(answers.size());
   for (const AnswerState& answer : answers) {
     const MessageProgress& progress = answer.progress;
     if (!CheckContent(progress.content) || !CheckStatus(progress.status) || !LooksLikeUuid(answer.message_id)) continue;
-    auto updated = co_await repo.UpdateContent(answer.user_id, answer.message_id, progress, now);
-    if (!updated) co_return Unexpected{std::move(updated).error()};
+    updates.push_back({answer.user_id, answer.message_id, progress});
   }
-  co_return co_await (*transaction)->Commit();
+  if (updates.empty()) co_return Expected<void>{};
+  const std::string now = FormatRfc3339(clock_.Now());
+  co_return co_await store::MessagesRepository::UpdateContents(db_, updates, now);
 }
 
 Task<Expected<Page<Message>>> MessageService::GetPath(std::string_view user_id, std::string_view conversation_id,

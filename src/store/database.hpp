@@ -74,6 +74,11 @@ class Database : public Executor {
   virtual Dialect dialect() const = 0;
   /// Starts a write transaction (SQLite: holds the single writer until it ends).
   virtual Task<Expected<std::unique_ptr<Transaction>>> Begin() = 0;
+  /// Runs one write statement once per parameter set, all in one transaction (a batch of
+  /// updates: one commit instead of many). Returns the rows each one affected. SQLite
+  /// runs the whole batch in one hop to its writer thread; the default runs it through
+  /// Begin().
+  virtual Task<Expected<std::vector<std::int64_t>>> ExecuteBatch(std::string_view sql, std::vector<Params> rows);
   /// A cheap round trip to the server; bounded by a short timeout. Used by /health.
   virtual Task<Expected<void>> Ping() = 0;
   /// Applies the embedded migrations that are not yet recorded in schema_migrations.

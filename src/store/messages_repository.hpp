@@ -78,6 +78,15 @@ class MessagesRepository {
   /// False when there is no such message of this user.
   Task<Expected<bool>> UpdateContent(std::string_view user_id, std::string_view message_id,
                                      const MessageProgress& progress, std::string_view now);
+  /// UpdateContent for many messages in one transaction (Database::ExecuteBatch), so a
+  /// database, not a transaction. A message that is not the user's is left alone.
+  struct ContentUpdate {
+    std::string user_id;
+    std::string message_id;
+    MessageProgress progress;
+  };
+  static Task<Expected<void>> UpdateContents(Database& database, const std::vector<ContentUpdate>& updates,
+                                             std::string_view now);
 
   /// The conversation's current leaf: nullopt when there is no such conversation of this
   /// user; an engaged nullopt when it has no messages yet.

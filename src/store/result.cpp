@@ -32,3 +32,23 @@ std::int64_t Result::Int(std::size_t row, std::string_view column) const {
 }
 
 }  // namespace chatd::store
+
+namespace chatd::store {
+
+Task<Expected<std::vector<std::int64_t>>> Database::ExecuteBatch(std::string_view sql, std::vector<Params> rows) {
+  std::vector<std::int64_t> affected;
+  if (rows.empty()) co_return affected;
+  auto transaction = co_await Begin();
+  if (!transaction) co_return Unexpected{std::move(transaction).error()};
+  affected.reserve(rows.size());
+  for (Params& params : rows) {
+    auto result = co_await (*transaction)->Execute(sql, std::move(params));
+    if (!result) co_return Unexpected{std::move(result).error()};
+    affected.push_back(result->affected_rows);
+  }
+  auto committed = co_await (*transaction)->Commit();
+  if (!committed) co_return Unexpected{std::move(committed).error()};
+  co_return affected;
+}
+
+}  // namespace chatd::store

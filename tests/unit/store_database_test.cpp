@@ -316,6 +316,26 @@ TEST_P(DatabaseTest, FailedStatementThenDropRollsBack) {
   EXPECT_EQ(Count("items"), 1);
 }
 
+TEST_P(DatabaseTest, BatchesRunInOneTransaction) {
+  Exec(kCreateItems);
+  Exec("INSERT INTO items (id) VALUES ('a')");
+  Exec("INSERT INTO items (id) VALUES ('b')");
+  std::vector<Params> rows{{std::string("A"), std::string("a")}, {std::string("-"), std::string("none")},
+                           {std::string("B"), std::string("b")}};
+  auto affected = Await(db_->ExecuteBatch("UPDATE items SET s = $1 WHERE id = $2", std::move(rows)));
+  ASSERT_TRUE(affected) << affected.error().message;
+  EXPECT_EQ(*affected, (std::vector<std::int64_t>{1, 0, 1}));
+
+  // One failure rolls the whole batch back.
+  std::vector<Params> failing{{std::string("c")}, {std::string("a")}};
+  auto failed = Await(db_->ExecuteBatch("INSERT INTO items (id) VALUES ($1)", std::move(failing)));
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error().code, ErrorCode::kConflict);
+  Drain();
+  EXPECT_EQ(Count("items"), 2);
+  EXPECT_TRUE(Await(db_->ExecuteBatch("UPDATE items SET s = 'x'", {}))) << "an empty batch is fine";
+}
+
 TEST_P(DatabaseTest, ConcurrentTransactionsSerialise) {
   Exec("CREATE TABLE counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)");
   Exec("CREATE TABLE counter_log (seq INTEGER NOT NULL)");
