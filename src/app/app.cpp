@@ -37,6 +37,7 @@
 #include "gateway/gateway.hpp"
 #include "gateway/usage.hpp"
 #include "http/client_ip.hpp"
+#include "llm/call_metrics.hpp"
 #include "llm/demo_provider.hpp"
 #include "llm/model_registry.hpp"
 #include "llm/router.hpp"
@@ -177,7 +178,8 @@ int Serve(const AppConfig& loaded) {
   accounts.OnRevocation([&generations](const accounts::SessionRevocation& revocation) {
     generations.CancelAll(revocation.user_id, revocation.api_key_id);
   });
-  chat::ChatMetrics chat_metrics(metrics);
+  llm::CallMetrics llm_metrics(metrics);  // model calls, from chat turns and the gateway alike
+  chat::ChatMetrics chat_metrics(metrics, llm_metrics);
   chat::ChatService chat(config.chat, conversations, messages, models, generations, chat_metrics);
   api::ChatApi chat_api(chat, messages, generations, models, metrics);
   api::ChatSocket chat_socket(guard, chat, generations, metrics);
@@ -192,7 +194,7 @@ int Serve(const AppConfig& loaded) {
   // the defaults until their implementations are wired here.
   gateway::AdmitAll admission;
   gateway::DiscardUsageSink usage_sink;
-  gateway::Gateway gateway(config.gateway, models, admission, usage_sink, clock);
+  gateway::Gateway gateway(config.gateway, models, admission, usage_sink, clock, llm_metrics);
   api::GatewayApi gateway_api(guard, gateway);
   api::Services services{operations, guard,       accounts_api, conversations_api, messages_api,
                          chat_api,   chat_socket, search_api,   archive_api,       gateway_api};

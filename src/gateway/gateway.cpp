@@ -217,6 +217,12 @@ void Gateway::Finish(const Exchange& exchange, const TokenUsage& usage, UsageSta
   event.ttft_ms = exchange.ttft_ms;
   event.status = status;
   event.created_at = exchange.created_at;
+  const double seconds = static_cast<double>(event.latency_ms) / 1000;
+  metrics_.Record(event.provider, event.model, UsageStatusName(status), seconds, usage.prompt_tokens,
+                  usage.completion_tokens);
+  if (event.ttft_ms) {
+    metrics_.first_token.WithLabels({event.provider, event.model}).Observe(static_cast<double>(*event.ttft_ms) / 1000);
+  }
   usage_.Record(std::move(event));
 }
 

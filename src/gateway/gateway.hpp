@@ -29,6 +29,7 @@
 #include "core/expected.hpp"
 #include "gateway/admission.hpp"
 #include "gateway/usage.hpp"
+#include "llm/call_metrics.hpp"
 #include "llm/model_registry.hpp"
 
 namespace chatd::gateway {
@@ -65,8 +66,8 @@ class Gateway {
  public:
   /// Everything referenced must outlive the gateway.
   Gateway(GatewayConfig config, const llm::ModelRegistry& models, Admission& admission, UsageSink& usage,
-          const Clock& clock)
-      : config_(config), models_(models), admission_(admission), usage_(usage), clock_(clock) {}
+          const Clock& clock, llm::CallMetrics& metrics)
+      : config_(config), models_(models), admission_(admission), usage_(usage), clock_(clock), metrics_(metrics) {}
 
   /// POST /v1/chat/completions. Errors before a stream began (the JSON error response):
   /// kInvalidArgument (param), kNotFound "model" (model_not_found), admission's refusals,
@@ -93,6 +94,7 @@ class Gateway {
   Admission& admission_;
   UsageSink& usage_;
   const Clock& clock_;
+  llm::CallMetrics& metrics_;
 };
 
 /// The 404 for an unknown model, in OpenAI's words (code "model_not_found" at the edge).

@@ -6,6 +6,7 @@ disconnect reaching the upstream. The official SDKs are driven in tests/e2e/sdk.
 
 import base64
 import json
+import re
 import socket
 import struct
 import time
@@ -327,6 +328,23 @@ def test_a_client_that_leaves_mid_stream_aborts_the_upstream_call(gw, client, up
                  interval=0.02, what="the upstream saw its client leave")
     assert time.monotonic() - left < 1.0
     assert stats["completed_streams"] == 0, stats
+
+
+def llm_requests(port: int, model: str, status: str) -> int:
+    text = get(port, "/metrics").body.decode()
+    found = re.search(rf'^llm_requests_total{{provider="openai",model="{model}",status="{status}"}} (\d+)$', text, re.M)
+    return int(found.group(1)) if found else 0
+
+
+def test_calls_are_counted_with_how_they_ended(gw, client, upstream):
+    api, _, key = client
+    ok, cancelled = llm_requests(gw.port, "mock-model", "ok"), llm_requests(gw.port, "mock-model", "cancelled")
+    assert chat(api, key, {"model": "mock-model", "messages": HELLO, "stream": True}).status == 200
+    assert llm_requests(gw.port, "mock-model", "ok") == ok + 1
+    upstream.script([{"chunks": 400, "interval_ms": 50}])
+    open_stream(gw.port, key, {"model": "mock-model", "messages": HELLO, "stream": True}).close()
+    poll(lambda: llm_requests(gw.port, "mock-model", "cancelled") == cancelled + 1, timeout=2, interval=0.02,
+         what="the abandoned stream settled as cancelled")
 
 
 def test_a_client_that_leaves_before_the_first_byte_aborts_the_upstream_call(gw, client, upstream):

@@ -322,7 +322,9 @@ class GatewayServiceTest : public ::testing::Test {
   RecordingAdmission admission_;
   RecordingSink sink_;
   ManualClock clock_;
-  Gateway gateway_{GatewayConfig{}, models_, admission_, sink_, clock_};
+  metrics::Registry registry_;
+  llm::CallMetrics metrics_{registry_};
+  Gateway gateway_{GatewayConfig{}, models_, admission_, sink_, clock_, metrics_};
   Caller caller_{.user_id = "u1", .api_key_id = "k1"};
   simdjson::dom::parser parser_;
 };
@@ -354,6 +356,11 @@ TEST_F(GatewayServiceTest, AnswersACompletionInOpenAisShape) {
   EXPECT_EQ(event.status, UsageStatus::kOk);
   EXPECT_EQ(event.created_at, clock_.Now());
   EXPECT_FALSE(event.ttft_ms);
+  // The call is counted with the chat turn's model-call metrics.
+  const std::string exposition = registry_.Render();
+  EXPECT_NE(exposition.find(R"(llm_requests_total{provider="demo",model="demo",status="ok"} 1)"), std::string::npos)
+      << exposition;
+  EXPECT_NE(exposition.find(R"(llm_tokens_total{type="completion"} 5)"), std::string::npos) << exposition;
 }
 
 TEST_F(GatewayServiceTest, StreamsChunksThenDoneAndStripsTheUsageItAskedFor) {
@@ -410,7 +417,7 @@ TEST_F(GatewayServiceTest, AClientThatLeavesCancelsTheUpstreamAndIsChargedForWha
 TEST_F(GatewayServiceTest, AnUpstreamFailureMidStreamEndsWithAnErrorEvent) {
   // demo-stall sends 3 words, then nothing: the idle timeout ends the stream.
   Gateway impatient(GatewayConfig{.first_byte_timeout = milliseconds(1000), .idle_timeout = milliseconds(50)}, models_,
-                    admission_, sink_, clock_);
+                    admission_, sink_, clock_, metrics_);
   FakeChannel channel;
   auto outcome = RunTask(impatient.ChatCompletions(
       caller_, R"({"model":"demo-stall","stream":true,"messages":[{"role":"user","content":"hi"}]})", channel));
