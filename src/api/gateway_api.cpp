@@ -102,7 +102,9 @@ Task<http::Response> GatewayApi::ListModels(http::Request& request) {
 Task<http::Response> GatewayApi::GetModel(http::Request& request) {
   auto caller = co_await Authenticate(request);
   if (!caller) co_return GatewayErrorResponse(caller.error());
-  auto model = gateway_.GetModel(request.Param("id"));
+  std::string id(request.Param("id"));
+  if (const std::string_view name = request.Param("name"); !name.empty()) (id += '/') += name;  // owner/name
+  auto model = gateway_.GetModel(id);
   if (!model) co_return GatewayErrorResponse(model.error());
   co_return http::Response::Json(200, std::move(*model));
 }

@@ -32,7 +32,7 @@ class GatewayApi {
   Task<http::Response> Embeddings(http::Request& request);
   /// GET /v1/models
   Task<http::Response> ListModels(http::Request& request);
-  /// GET /v1/models/{id}
+  /// GET /v1/models/{id} (and /v1/models/{id}/{name} for ids with a slash)
   Task<http::Response> GetModel(http::Request& request);
 
  private:

@@ -40,6 +40,9 @@ void AddRoutes(http::Router& router, Services& services, std::string_view prefix
   router.Add(Method::kPost, "/v1/embeddings", [&gateway](Request& r) { return gateway.Embeddings(r); }, gateway_body);
   router.Add(Method::kGet, "/v1/models", [&gateway](Request& r) { return gateway.ListModels(r); });
   router.Add(Method::kGet, "/v1/models/{id}", [&gateway](Request& r) { return gateway.GetModel(r); });
+  // Hugging Face style ids ("meta-llama/Llama-3.1-8B-Instruct", as vLLM serves them) when
+  // the client does not escape the slash (the SDKs send %2F, which {id} takes).
+  router.Add(Method::kGet, "/v1/models/{id}/{name}", [&gateway](Request& r) { return gateway.GetModel(r); });
 
   // Protected: method, path, who may call, handler(request, principal).
   auto protect = [&]<typename Api>(Method method, const std::string& path, Access access, Api& adapter,

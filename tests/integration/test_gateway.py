@@ -439,3 +439,40 @@ def test_embeddings(gw, client, upstream):
     openai_error(r, 400, "invalid_request", "encoding_format")
     r = post(api, key, "/v1/embeddings", {"model": "demo", "input": "x"})
     openai_error(r, 400, "invalid_request", "model")
+
+
+# ------------------------------------------------------------- configured model names
+
+
+@pytest.fixture(scope="module")
+def named(module_servers, mock, tmp_path_factory):
+    """chatd with a models file: a public name with a slash, served as mock-model upstream."""
+    path = tmp_path_factory.mktemp("gw-models") / "models.toml"
+    path.write_text(f"""
+[[providers]]
+name = "mock"
+base_url = "{mock.base_url}"
+retries = 0
+circuit_breaker_failures = 0
+
+[[models]]
+name = "acme/large"
+provider = "mock"
+upstream_model = "mock-model"
+input_price_per_1m = 1.0
+output_price_per_1m = 2.0
+""")
+    return module_servers(MODELS_FILE=str(path))
+
+
+def test_the_upstream_gets_its_own_name_for_the_model(named, upstream):
+    api = Api(named.port)
+    key = api.new_user().new_key(name="gw")["key"]
+    r = chat(api, key, {"model": "acme/large", "messages": HELLO, "stream": True})
+    assert r.status == 200, r
+    assert last_request(upstream)["model"] == "mock-model"
+    assert upstream.stats()["models"] == ["mock-model"]
+    for path in ("/v1/models/acme/large", "/v1/models/acme%2Flarge"):
+        r = api.call("GET", path, token=key)
+        assert r.status == 200 and r.json()["id"] == "acme/large", (path, r)
+    openai_error(api.call("GET", "/v1/models/acme/small", token=key), 404, "model_not_found", "model")
