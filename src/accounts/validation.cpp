@@ -16,14 +16,6 @@ Unexpected InvalidEmail(std::string message) {
 
 }  // namespace
 
-std::size_t Utf8Length(std::string_view text) {
-  std::size_t length = 0;
-  for (const char c : text) {
-    if ((static_cast<unsigned char>(c) & 0xc0) != 0x80) ++length;
-  }
-  return length;
-}
-
 Expected<std::string> NormalizeEmail(std::string_view email) {
   while (!email.empty() && IsSpace(email.front())) email.remove_prefix(1);
   while (!email.empty() && IsSpace(email.back())) email.remove_suffix(1);

@@ -7,15 +7,13 @@
 #include <string_view>
 
 #include "core/expected.hpp"
-#include "core/time.hpp"  // ParseRfc3339, FormatRfc3339
+#include "core/time.hpp"
+#include "core/utf8.hpp"  // ParseRfc3339, FormatRfc3339
 
 namespace chatd::accounts {
 
 inline constexpr std::size_t kMaxEmailLength = 254;
 inline constexpr std::size_t kMaxNameLength = 100;
-
-/// Code points in UTF-8 text (bytes that do not continue a sequence).
-std::size_t Utf8Length(std::string_view text);
 
 /// Trimmed and lower-cased (ASCII); at most 254 characters, exactly one '@', a non-empty
 /// local part, a domain with a dot that neither starts nor ends it, no spaces or control

@@ -13,27 +13,19 @@ using accounts::Principal;
 
 namespace {
 
-void NullableString(JsonWriter& json, std::string_view key, const std::optional<std::string>& value) {
-  json.Key(key);
-  if (value)
-    json.String(*value);
-  else
-    json.Null();
-}
-
 // The fields of a message object, between BeginObject and EndObject.
 void WriteMessageFields(JsonWriter& json, const chat::Message& m) {
   json.Field("id", m.id).Field("conversation_id", m.conversation_id);
-  NullableString(json, "parent_id", m.parent_id);
+  json.NullableField("parent_id", m.parent_id);
   json.Field("role", m.role).Field("content", m.content).Field("status", m.status);
-  NullableString(json, "model", m.model);
+  json.NullableField("model", m.model);
   json.Key("usage")
       .BeginObject()
       .Field("prompt_tokens", m.prompt_tokens)
       .Field("completion_tokens", m.completion_tokens)
       .EndObject();
-  NullableString(json, "finish_reason", m.finish_reason);
-  NullableString(json, "error", m.error);
+  json.NullableField("finish_reason", m.finish_reason);
+  json.NullableField("error", m.error);
   json.Field("created_at", m.created_at).Field("updated_at", m.updated_at);
 }
 

@@ -12,21 +12,13 @@ using accounts::Principal;
 
 namespace {
 
-void NullableString(JsonWriter& json, std::string_view key, const std::optional<std::string>& value) {
-  json.Key(key);
-  if (value)
-    json.String(*value);
-  else
-    json.Null();
-}
-
 void WriteHit(JsonWriter& json, const chat::SearchHit& hit) {
   json.BeginObject()
       .Field("type", hit.message_id ? "message" : "title")
       .Field("conversation_id", hit.conversation_id)
       .Field("conversation_title", hit.conversation_title);
-  NullableString(json, "message_id", hit.message_id);
-  NullableString(json, "role", hit.role);
+  json.NullableField("message_id", hit.message_id);
+  json.NullableField("role", hit.role);
   json.Field("snippet", hit.snippet).Field("score", hit.score).Field("created_at", hit.created_at).EndObject();
 }
 

@@ -145,7 +145,7 @@ int Serve(const AppConfig& loaded) {
     log::Error("cannot set up the LLM HTTP client", {{"error", llm_client.error().message}});
     return 2;
   }
-  llm::Router model_router(config.llm, **llm_client);
+  llm::Router model_router(config.llm, **llm_client, &metrics);
   if (model_router.upstream_count() > 0) {
     // Upstreams' model lists are fetched before serving, so the registry is complete (and
     // read-only) once requests arrive; a private context, bounded by the client's timeouts.

@@ -5,8 +5,10 @@
 #include <functional>
 #include <memory>
 
+#include <boost/asio/redirect_error.hpp>
 #include <fmt/format.h>
 
+#include "core/ids.hpp"
 #include "core/json.hpp"
 #include "core/log.hpp"
 
@@ -102,20 +104,58 @@ struct ChatService::Call {
   llm::ChatRequest request;
   bool untitled = false;     // title the conversation after this answer
   std::string user_content;  // the question, for the title
+  std::chrono::steady_clock::time_point started;  // when the model was called
 };
+
+// The one background write of a growing answer, and a way to wait for it.
+struct ChatService::BackgroundWrites {
+  explicit BackgroundWrites(asio::any_io_executor executor) : done(std::move(executor)) {}
+  bool in_flight = false;
+  asio::steady_timer done;  // cancelled when the write completes
+
+  Task<void> Wait() {
+    while (in_flight) {
+      done.expires_at(asio::steady_timer::time_point::max());
+      boost::system::error_code ec;
+      co_await done.async_wait(asio::redirect_error(kUseAwaitable, ec));
+    }
+  }
+};
+
+// The model call started while the turn's messages are stored, and a way to wait for it.
+struct ChatService::PendingStream {
+  explicit PendingStream(asio::any_io_executor executor) : ready(std::move(executor)) {}
+  std::optional<Expected<std::unique_ptr<llm::ChatStream>>> result;
+  bool abandoned = false;   // the turn failed before it began: close the stream on arrival
+  asio::steady_timer ready;  // cancelled when `result` is set
+
+  Task<Expected<std::unique_ptr<llm::ChatStream>>> Take() {
+    while (!result) {
+      ready.expires_at(asio::steady_timer::time_point::max());
+      boost::system::error_code ec;
+      co_await ready.async_wait(asio::redirect_error(kUseAwaitable, ec));
+    }
+    Expected<std::unique_ptr<llm::ChatStream>> taken = std::move(*result);
+    result.reset();
+    co_return taken;
+  }
+};
+
 
 Task<Expected<std::vector<llm::ChatMessage>>> ChatService::BuildContext(std::string_view user_id,
                                                                         const Conversation& conversation,
-                                                                        std::string_view leaf_id,
-                                                                        std::int64_t budget) {
+                                                                        const std::optional<std::string>& history,
+                                                                        const Message* question, std::int64_t budget) {
   std::vector<Message> branch;
   PageRequest page{100, {}};
-  do {
-    auto chunk = co_await messages_.GetPath(user_id, conversation.id, leaf_id, page);
+  while (history) {
+    auto chunk = co_await messages_.GetPath(user_id, conversation.id, *history, page);
     if (!chunk) co_return Unexpected{std::move(chunk).error()};
     for (auto& message : chunk->items) branch.push_back(std::move(message));
     page.cursor = chunk->next_cursor;
-  } while (!page.cursor.empty() && static_cast<std::int64_t>(branch.size()) < kMaxBranchMessages);
+    if (page.cursor.empty() || static_cast<std::int64_t>(branch.size()) >= kMaxBranchMessages) break;
+  }
+  if (question != nullptr) branch.push_back(*question);
 
   std::vector<llm::ChatMessage> context;
   if (conversation.system_prompt && !conversation.system_prompt->empty()) {
@@ -162,24 +202,38 @@ Task<Expected<std::shared_ptr<Generation>>> ChatService::Start(std::string_view 
                         "model");
   }
 
-  // The question being answered: a new user message, or an existing one (regenerate).
-  Expected<Message> question = MakeError(ErrorCode::kInternal, "no question");
+  // The question being answered: an existing user message (regenerate), or a new one
+  // under the given parent (or the current leaf), stored below with the answer.
+  Message question;
+  std::optional<Message> new_question;
+  std::optional<std::string> history;  // the last message the model sees before the question
   if (request.regenerate) {
     auto target = co_await messages_.Get(user_id, conversation_id, *request.regenerate);
     if (!target) co_return Unexpected{std::move(target).error()};
-    if (target->role == "user") {
-      question = std::move(*target);
-    } else if (target->role == "assistant" && target->parent_id) {
-      question = co_await messages_.Get(user_id, conversation_id, *target->parent_id);
+    if (target->role == "assistant" && target->parent_id) {
+      auto asked = co_await messages_.Get(user_id, conversation_id, *target->parent_id);
+      if (!asked) co_return Unexpected{std::move(asked).error()};
+      target = std::move(asked);
     }
-    if (question && question->role != "user") question = MakeError(ErrorCode::kInternal, "no question");
-    if (!question && question.error().code == ErrorCode::kInternal) {
+    if (target->role != "user") {
       co_return MakeError(ErrorCode::kInvalidArgument, "only an answer to a user message can be regenerated");
     }
+    question = std::move(*target);
+    history = question.id;
   } else {
-    question = co_await messages_.AddUserMessage(user_id, conversation_id, request.content, request.parent_id);
+    std::optional<std::string> parent;
+    if (request.parent_id) {
+      parent = *request.parent_id;
+      if (parent && !LooksLikeUuid(*parent)) co_return MakeError(ErrorCode::kNotFound, "message not found", "parent_id");
+    } else {
+      auto leaf = co_await messages_.CurrentLeaf(user_id, conversation_id);
+      if (!leaf) co_return Unexpected{std::move(leaf).error()};
+      parent = std::move(*leaf);
+    }
+    question = messages_.Draft(conversation_id, "user", request.content, parent, "complete", std::nullopt);
+    new_question = question;
+    history = std::move(parent);
   }
-  if (!question) co_return Unexpected{std::move(question).error()};
 
   auto call = std::make_shared<Call>();
   call->user_id = std::string(user_id);
@@ -187,7 +241,7 @@ Task<Expected<std::shared_ptr<Generation>>> ChatService::Start(std::string_view 
   call->provider = &resolved->provider;
   call->model = resolved->info;
   call->untitled = conversation->title.empty();
-  call->user_content = question->content;
+  call->user_content = question.content;
   llm::ChatRequest& model_request = call->request;
   model_request.model = call->model.upstream_model;
   ApplyConversationParams(conversation->params, model_request);
@@ -198,39 +252,82 @@ Task<Expected<std::shared_ptr<Generation>>> ChatService::Start(std::string_view 
   model_request.first_byte_timeout = config_.first_byte_timeout;
   model_request.idle_timeout = config_.idle_timeout;
   const std::int64_t window = call->model.context_window > 0 ? call->model.context_window : 8192;
-  auto context = co_await BuildContext(user_id, *conversation, question->id, window - *model_request.max_tokens);
+  const Message* asked = new_question ? &*new_question : nullptr;  // not in the co_await's expression: g++ 12
+  auto context = co_await BuildContext(user_id, *conversation, history, asked, window - *model_request.max_tokens);
   if (!context) co_return Unexpected{std::move(context).error()};
   model_request.messages = std::move(*context);
 
-  auto assistant = co_await messages_.StartAssistantMessage(user_id, conversation_id, question->id, call->model.id);
-  if (!assistant) co_return Unexpected{std::move(assistant).error()};
+  // Call the model while the messages are stored: the time to the first token is the
+  // longer of the two, not their sum. No event goes out before both messages exist.
+  const asio::any_io_executor executor = co_await asio::this_coro::executor;
+  auto pending = std::make_shared<PendingStream>(executor);
+  call->started = std::chrono::steady_clock::now();
+  asio::co_spawn(executor, OpenStream(pending, call), asio::detached);
+  const Message answer = messages_.Draft(conversation_id, "assistant", "", question.id, "streaming", call->model.id);
+  auto stored = co_await messages_.StartTurn(user_id, conversation_id, new_question, answer);
+  if (!stored) {
+    pending->abandoned = true;
+    co_return Unexpected{std::move(stored).error()};
+  }
 
   GenerationInfo info;
-  info.message_id = assistant->id;
+  info.message_id = answer.id;
   info.conversation_id = call->conversation_id;
-  info.user_message_id = question->id;
+  info.user_message_id = question.id;
   info.user_id = call->user_id;
   info.credential_id = request.credential_id;
   info.cancel_on_disconnect = request.cancel_on_disconnect;
-  auto executor = co_await asio::this_coro::executor;
   auto generation = std::make_shared<Generation>(std::move(info), executor);
   generations_.Add(generation);
   metrics_.messages_processed.Inc();
-  asio::co_spawn(executor, Generate(generation, std::move(call)), asio::detached);
+  asio::co_spawn(executor, Generate(generation, std::move(call), std::move(pending)), asio::detached);
   co_return generation;
 }
 
-Task<void> ChatService::Generate(std::shared_ptr<Generation> generation, std::shared_ptr<Call> call) {
+Task<void> ChatService::StoreGrowing(std::shared_ptr<BackgroundWrites> writes, std::string user_id,
+                                     std::string message_id, MessageProgress progress) {
+  auto stored = co_await messages_.FlushAssistant(user_id, message_id, progress);
+  // A failed write is logged; the next one (or the final one) carries the answer again.
+  if (!stored) log::Warn("cannot store the growing answer", {{"message_id", message_id}, {"error", stored.error().message}});
+  writes->in_flight = false;
+  writes->done.cancel();
+}
+
+Task<void> ChatService::OpenStream(std::shared_ptr<PendingStream> pending, std::shared_ptr<Call> call) {
+  auto opened = co_await call->provider->StreamChat(call->request);
+  // Nobody will read it (the messages could not be stored): close it now. No Next() is
+  // pending, so dropping it after Cancel() is safe.
+  if (pending->abandoned && opened) (*opened)->Cancel();
+  pending->result = std::move(opened);
+  pending->ready.cancel();
+}
+
+Task<void> ChatService::Generate(std::shared_ptr<Generation> generation, std::shared_ptr<Call> call,
+                                 std::shared_ptr<PendingStream> pending) {
   const std::string& message_id = generation->info().message_id;
   const std::string provider_name(call->provider->name());
-  const auto started = std::chrono::steady_clock::now();
+  const auto started = call->started;
   MessageProgress progress;
   progress.status = "streaming";
-  // Stores the answer as it is now; a failed write is logged and retried at the next one.
+  // The growing answer is stored in the background, so a slow database never slows the
+  // stream: at most one write in flight, skipped while one is. The final state waits for
+  // it, so that no older write can land after it (PostgreSQL's pool may reorder them).
+  const asio::any_io_executor executor = co_await asio::this_coro::executor;
+  auto writes = std::make_shared<BackgroundWrites>(executor);
+  auto store_growing = [&] {
+    if (writes->in_flight) return;
+    writes->in_flight = true;
+    MessageProgress snapshot = progress;
+    snapshot.content = generation->Content();
+    asio::co_spawn(writes->done.get_executor(), StoreGrowing(writes, call->user_id, message_id, std::move(snapshot)),
+                   asio::detached);
+  };
+  // Stores the answer's final state (after any write in flight).
   auto flush = [&]() -> Task<void> {
+    co_await writes->Wait();
     progress.content = generation->Content();
     auto stored = co_await messages_.FlushAssistant(call->user_id, message_id, progress);
-    if (!stored) log::Warn("cannot store the growing answer", {{"message_id", message_id}, {"error", stored.error().message}});
+    if (!stored) log::Warn("cannot store the answer", {{"message_id", message_id}, {"error", stored.error().message}});
   };
   auto record = [&](std::string_view status) {
     metrics_.requests.WithLabels({provider_name, call->model.id, std::string(status)}).Inc();
@@ -249,7 +346,7 @@ Task<void> ChatService::Generate(std::shared_ptr<Generation> generation, std::sh
     generation->Finish(std::move(failed));
   };
 
-  auto opened = co_await call->provider->StreamChat(call->request);
+  auto opened = co_await pending->Take();
   if (!opened) {
     co_await fail(std::move(opened).error());
     co_return;
@@ -298,8 +395,9 @@ Task<void> ChatService::Generate(std::shared_ptr<Generation> generation, std::sh
     if (!piece.finish_reason.empty()) progress.finish_reason = piece.finish_reason;
     const auto now = std::chrono::steady_clock::now();
     const std::size_t size = generation->content_size();
-    if (size - flushed_size >= config_.flush_bytes || now - last_flush >= config_.flush_interval) {
-      co_await flush();
+    if ((size - flushed_size >= config_.flush_bytes || now - last_flush >= config_.flush_interval) &&
+        !writes->in_flight) {
+      store_growing();
       last_flush = now;
       flushed_size = size;
     }

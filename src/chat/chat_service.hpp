@@ -107,14 +107,23 @@ class ChatService {
 
  private:
   struct Call;
-  // The model's context: the system prompt, then as much of the path to `leaf_id` as fits
-  // in `budget` tokens, newest kept first.
+  struct BackgroundWrites;
+  struct PendingStream;
+  // The model's context: the system prompt, then as much of the path to `history` (none:
+  // a new root) plus `question` (when it is not stored yet) as fits in `budget` tokens,
+  // newest kept first.
   Task<Expected<std::vector<llm::ChatMessage>>> BuildContext(std::string_view user_id, const Conversation& conversation,
-                                                             std::string_view leaf_id, std::int64_t budget);
+                                                             const std::optional<std::string>& history,
+                                                             const Message* question, std::int64_t budget);
+  // Calls the model for `call` and leaves the stream (or the error) in `pending`.
+  Task<void> OpenStream(std::shared_ptr<PendingStream> pending, std::shared_ptr<Call> call);
   // Generates into `generation` on its executor, storing as it goes; then titles the
   // conversation when it was untitled.
-  Task<void> Generate(std::shared_ptr<Generation> generation, std::shared_ptr<Call> call);
+  Task<void> Generate(std::shared_ptr<Generation> generation, std::shared_ptr<Call> call,
+                      std::shared_ptr<PendingStream> pending);
   Task<void> GiveTitle(const Call& call, std::string_view answer);
+  Task<void> StoreGrowing(std::shared_ptr<BackgroundWrites> writes, std::string user_id, std::string message_id,
+                          MessageProgress progress);
 
   ChatConfig config_;
   ConversationService& conversations_;

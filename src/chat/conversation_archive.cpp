@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "core/utf8.hpp"
 #include "core/ids.hpp"
 #include "core/time.hpp"
 #include "store/conversations_repository.hpp"
@@ -28,14 +29,6 @@ Unexpected NotFound() { return MakeError(ErrorCode::kNotFound, "conversation not
 
 Unexpected Invalid(std::string message, std::string param) {
   return MakeError(ErrorCode::kInvalidArgument, std::move(message), std::move(param));
-}
-
-std::size_t Utf8Length(std::string_view text) {
-  std::size_t length = 0;
-  for (const char c : text) {
-    if ((static_cast<unsigned char>(c) & 0xc0) != 0x80) ++length;
-  }
-  return length;
 }
 
 // The messages (sorted oldest first) reordered so that each comes after its parent and

@@ -106,7 +106,8 @@ void Generation::WakeWaiters() {
 }
 
 Task<bool> Generation::Follow(std::uint64_t after, TurnSink& sink, std::chrono::milliseconds quiet) {
-  auto waiter = std::make_shared<Waiter>(co_await asio::this_coro::executor);
+  const asio::any_io_executor executor = co_await asio::this_coro::executor;  // apart: g++ 12 and co_await
+  auto waiter = std::make_shared<Waiter>(executor);
   {
     std::lock_guard lock(mutex_);
     waiters_.push_back(waiter);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <span>
 #include <utility>
 
 #include <fmt/format.h>
@@ -55,6 +56,30 @@ Expected<void> CheckNewMessage(const NewMessage& request) {
   return {};
 }
 
+// Inserts `messages` in order (null entries skipped), each under its parent, and makes the
+// last one the current leaf; the caller's transaction commits.
+Task<Expected<void>> InsertAsLeaf(store::MessagesRepository& repo, std::string_view user_id,
+                                  std::string_view conversation_id, std::span<const Message* const> messages) {
+  const Message* last = nullptr;
+  for (const Message* message : messages) {
+    if (message == nullptr) continue;
+    auto inserted = co_await repo.Insert(user_id, *message);
+    if (!inserted) co_return Unexpected{std::move(inserted).error()};
+    if (!*inserted) {
+      // Either the conversation is not the caller's, or the parent is not in it.
+      auto leaf = co_await repo.CurrentLeaf(user_id, conversation_id);
+      if (!leaf) co_return Unexpected{std::move(leaf).error()};
+      if (!leaf->has_value()) co_return ConversationNotFound();
+      co_return MessageNotFound("parent_id");
+    }
+    last = message;
+  }
+  if (last == nullptr) co_return Expected<void>{};
+  auto moved = co_await repo.SetCurrentLeaf(user_id, conversation_id, last->id, last->created_at);
+  if (!moved) co_return Unexpected{std::move(moved).error()};
+  co_return Expected<void>{};
+}
+
 }  // namespace
 
 bool IsMessageRole(std::string_view role) { return OneOf(kRoles, role); }
@@ -92,17 +117,9 @@ Task<Expected<Message>> MessageService::Add(std::string_view user_id, std::strin
   message.created_at = FormatRfc3339(clock_.Now());
   message.updated_at = message.created_at;
 
-  auto inserted = co_await repo.Insert(user_id, message);
-  if (!inserted) co_return Unexpected{std::move(inserted).error()};
-  if (!*inserted) {
-    // Either the conversation is not the caller's, or the parent is not in it.
-    auto leaf = co_await repo.CurrentLeaf(user_id, conversation_id);
-    if (!leaf) co_return Unexpected{std::move(leaf).error()};
-    if (!leaf->has_value()) co_return ConversationNotFound();
-    co_return MessageNotFound("parent_id");
-  }
-  auto moved = co_await repo.SetCurrentLeaf(user_id, conversation_id, message.id, message.created_at);
-  if (!moved) co_return Unexpected{std::move(moved).error()};
+  const std::array<const Message*, 1> added{&message};
+  auto stored = co_await InsertAsLeaf(repo, user_id, conversation_id, added);
+  if (!stored) co_return Unexpected{std::move(stored).error()};
   auto committed = co_await (*transaction)->Commit();
   if (!committed) co_return Unexpected{std::move(committed).error()};
   co_return message;
@@ -128,6 +145,49 @@ Task<Expected<Message>> MessageService::StartAssistantMessage(std::string_view u
   request.status = "streaming";
   request.model = std::move(model);
   co_return co_await Add(user_id, conversation_id, request);
+}
+
+Message MessageService::Draft(std::string_view conversation_id, std::string role, std::string content,
+                             std::optional<std::string> parent_id, std::string status,
+                             std::optional<std::string> model) const {
+  Message message;
+  message.id = NewUuidV7();
+  message.conversation_id = std::string(conversation_id);
+  message.parent_id = std::move(parent_id);
+  message.role = std::move(role);
+  message.content = std::move(content);
+  message.status = std::move(status);
+  message.model = std::move(model);
+  message.created_at = FormatRfc3339(clock_.Now());
+  message.updated_at = message.created_at;
+  return message;
+}
+
+Task<Expected<void>> MessageService::StartTurn(std::string_view user_id, std::string_view conversation_id,
+                                               const std::optional<Message>& question, const Message& answer) {
+  if (question) {
+    if (auto ok = CheckContent(question->content); !ok) co_return ok;
+  }
+  auto transaction = co_await db_.Begin();
+  if (!transaction) co_return Unexpected{std::move(transaction).error()};
+  store::MessagesRepository repo(**transaction);
+  // A named array, not a braced list in the call: g++ 12 and temporaries beside co_await.
+  const std::array<const Message*, 2> added{question ? &*question : nullptr, &answer};
+  auto stored = co_await InsertAsLeaf(repo, user_id, conversation_id, added);
+  if (!stored) co_return Unexpected{std::move(stored).error()};
+  auto committed = co_await (*transaction)->Commit();
+  if (!committed) co_return Unexpected{std::move(committed).error()};
+  co_return Expected<void>{};
+}
+
+Task<Expected<std::optional<std::string>>> MessageService::CurrentLeaf(std::string_view user_id,
+                                                                       std::string_view conversation_id) {
+  if (!LooksLikeUuid(conversation_id)) co_return ConversationNotFound();
+  store::MessagesRepository repo(db_);
+  auto leaf = co_await repo.CurrentLeaf(user_id, conversation_id);
+  if (!leaf) co_return Unexpected{std::move(leaf).error()};
+  if (!leaf->has_value()) co_return ConversationNotFound();
+  co_return std::move(**leaf);
 }
 
 Task<Expected<void>> MessageService::FlushAssistant(std::string_view user_id, std::string_view message_id,

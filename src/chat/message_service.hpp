@@ -73,6 +73,19 @@ class MessageService {
   /// is starting another under the same parent); it becomes the current leaf.
   Task<Expected<Message>> StartAssistantMessage(std::string_view user_id, std::string_view conversation_id,
                                                 std::string_view parent_id, std::optional<std::string> model);
+  /// A new message, not stored yet: a fresh id and the current time (for StartTurn).
+  Message Draft(std::string_view conversation_id, std::string role, std::string content,
+                std::optional<std::string> parent_id, std::string status, std::optional<std::string> model) const;
+  /// A turn's messages in one transaction: the user's `question` (unless it is stored
+  /// already: a regenerate) and the empty `answer` (status "streaming") under it, which
+  /// becomes the current leaf. Ids, parents and times are the caller's (ChatService picks
+  /// them before the call, so the model can be called while this runs). kNotFound
+  /// (param "parent_id") when the question's parent is not in the conversation.
+  Task<Expected<void>> StartTurn(std::string_view user_id, std::string_view conversation_id,
+                                 const std::optional<Message>& question, const Message& answer);
+  /// The conversation's current leaf: nullopt when it has no messages; kNotFound when it
+  /// is not the caller's.
+  Task<Expected<std::optional<std::string>>> CurrentLeaf(std::string_view user_id, std::string_view conversation_id);
   /// Rewrites a message's content, status, usage, finish_reason and error (the growing
   /// answer, about once a second, and its final state).
   Task<Expected<void>> FlushAssistant(std::string_view user_id, std::string_view message_id,

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -49,6 +50,11 @@ class JsonWriter {
   JsonWriter& Field(std::string_view key, int value) { return Key(key).Int(value); }
   JsonWriter& Field(std::string_view key, double value) { return Key(key).Double(value); }
   JsonWriter& Field(std::string_view key, bool value) { return Key(key).Bool(value); }
+  /// The value, or null when absent.
+  JsonWriter& NullableField(std::string_view key, const std::optional<std::string>& value) {
+    Key(key);
+    return value ? String(*value) : Null();
+  }
 
   const std::string& str() const& { return out_; }
   std::string str() && { return std::move(out_); }

@@ -154,13 +154,13 @@ class Pool final : public asio::execution_context::service {
   }
 
   void Put(std::unique_ptr<Connection> connection, std::size_t max_idle, milliseconds expiry) {
-    if (max_idle == 0) return connection->Close();
     const auto now = Clock::now();
+    Sweep(now, expiry);
+    if (max_idle == 0) return connection->Close();
     connection->idle_since = now;
     connection->Arm(Clock::time_point::max());
     auto& list = idle_[connection->key];
-    // Expired ones go first (the oldest sit at the front); then make room for this one.
-    while (!list.empty() && (now - list.front()->idle_since >= expiry || list.size() >= max_idle)) {
+    while (list.size() >= max_idle) {  // make room: the oldest goes
       list.front()->Close();
       list.pop_front();
     }
@@ -169,6 +169,19 @@ class Pool final : public asio::execution_context::service {
 
  private:
   void shutdown() override { idle_.clear(); }
+
+  // Closes what has been idle too long, for every origin: an origin no longer called
+  // must not keep its sockets open. The oldest sit at the front of each list.
+  void Sweep(Clock::time_point now, milliseconds expiry) {
+    for (auto it = idle_.begin(); it != idle_.end();) {
+      auto& list = it->second;
+      while (!list.empty() && now - list.front()->idle_since >= expiry) {
+        list.front()->Close();
+        list.pop_front();
+      }
+      it = list.empty() ? idle_.erase(it) : std::next(it);
+    }
+  }
 
   std::unordered_map<std::string, std::deque<std::unique_ptr<Connection>>> idle_;
 };

@@ -45,7 +45,68 @@ bool OffTopicModel(std::string_view id) {
   return false;
 }
 
+
+// Observes a stream on behalf of its upstream's metrics: the time to the first text, and
+// the usage the last chunk reports.
+class MeteredStream final : public ChatStream {
+ public:
+  MeteredStream(std::unique_ptr<ChatStream> inner, const LlmMetrics::Upstream& metrics,
+                std::chrono::steady_clock::time_point started)
+      : inner_(std::move(inner)), metrics_(metrics), started_(started) {}
+
+  Task<Expected<std::optional<ChatChunk>>> Next() override {
+    auto chunk = co_await inner_->Next();
+    if (chunk && *chunk) {
+      const ChatChunk& piece = **chunk;
+      if (!first_seen_ && (!piece.delta.empty() || !piece.finish_reason.empty())) {
+        first_seen_ = true;
+        metrics_.time_to_first_token->Observe(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+      }
+      if (piece.usage) {
+        metrics_.prompt_tokens->Inc(static_cast<std::uint64_t>(std::max<std::int64_t>(0, piece.usage->prompt_tokens)));
+        metrics_.completion_tokens->Inc(
+            static_cast<std::uint64_t>(std::max<std::int64_t>(0, piece.usage->completion_tokens)));
+      }
+    }
+    co_return chunk;
+  }
+  void Cancel() override { inner_->Cancel(); }
+
+ private:
+  std::unique_ptr<ChatStream> inner_;
+  const LlmMetrics::Upstream& metrics_;
+  std::chrono::steady_clock::time_point started_;
+  bool first_seen_ = false;
+};
+
 }  // namespace
+
+LlmMetrics::LlmMetrics(metrics::Registry& registry)
+    : requests_(registry.AddCounter("llm_upstream_calls_total", "Calls to LLM upstreams (each retry counts), by outcome.", {"provider", "outcome"})),
+      retries_(registry.AddCounter("llm_upstream_retries_total", "Upstream calls that retried a failed one.", {"provider"})),
+      breaker_opened_(registry.AddCounter("llm_circuit_breaker_opened_total",
+                                          "Times an upstream's circuit breaker opened.", {"provider"})),
+      time_to_first_token_(registry.AddHistogram("llm_upstream_time_to_first_token_seconds",
+                                                 "From calling the upstream to its first text.", {"provider"})),
+      tokens_(registry.AddCounter("llm_upstream_tokens_total", "Tokens as upstreams report them.", {"provider", "type"})) {}
+
+LlmMetrics::Upstream LlmMetrics::For(std::string provider) {
+  Upstream upstream{.family = this,
+                    .provider = provider,
+                    .ok = &requests_.WithLabels({provider, "ok"}),
+                    .retries = &retries_.WithLabels({provider}),
+                    .breaker_opened = &breaker_opened_.WithLabels({provider}),
+                    .time_to_first_token = &time_to_first_token_.WithLabels({provider}),
+                    .prompt_tokens = &tokens_.WithLabels({provider, "prompt"}),
+                    .completion_tokens = &tokens_.WithLabels({provider, "completion"})};
+  return upstream;
+}
+
+void LlmMetrics::Upstream::Failed(ErrorCode code) const {
+  family->requests_.WithLabels({provider, std::string(ErrorCodeName(code))}).Inc();
+}
+
 
 bool Retryable(ErrorCode code) {
   return code == ErrorCode::kUpstreamUnavailable || code == ErrorCode::kUpstreamTimeout ||
@@ -75,20 +136,27 @@ namespace {
 // The retry loop of ResilientProvider, for chat and embeddings alike: `call` makes one
 // attempt; the breaker sees every outcome.
 template <typename T, typename Call, typename Prepare>
-Task<Expected<T>> WithRetries(std::string_view name, CircuitBreaker& breaker, Call& call, Prepare& prepare) {
+Task<Expected<T>> WithRetries(std::string_view name, CircuitBreaker& breaker, const LlmMetrics::Upstream* metrics,
+                              Call& call, Prepare& prepare) {
   for (int attempt = 1;; ++attempt) {
     if (!breaker.Allow()) {
       co_return MakeError(ErrorCode::kUpstreamUnavailable,
                           fmt::format("{} is failing: not calling it for another {} ms (circuit breaker open)", name,
                                       breaker.RemainingCooldown().count()));
     }
+    if (metrics && attempt > 1) metrics->retries->Inc();
     auto result = co_await call();
     if (result) {
       breaker.OnSuccess();
+      if (metrics) metrics->ok->Inc();
       co_return result;
     }
+    if (metrics) metrics->Failed(result.error().code);
     if (CountsAgainstUpstream(result.error().code)) {
-      if (breaker.OnFailure()) log::Warn("circuit breaker opened", {{"provider", name}, {"error", result.error().message}});
+      if (breaker.OnFailure()) {
+        log::Warn("circuit breaker opened", {{"provider", name}, {"error", result.error().message}});
+        if (metrics) metrics->breaker_opened->Inc();
+      }
     } else {
       breaker.OnNeutral();
     }
@@ -100,15 +168,24 @@ Task<Expected<T>> WithRetries(std::string_view name, CircuitBreaker& breaker, Ca
 }  // namespace
 
 Task<Expected<std::unique_ptr<ChatStream>>> ResilientProvider::StreamChat(const ChatRequest& request) {
+  const auto started = std::chrono::steady_clock::now();
   auto call = [&]() { return upstream_.StreamChat(request); };
   auto prepare = [this](int attempt, const Error& error) { return PrepareRetry(attempt, error); };
-  co_return co_await WithRetries<std::unique_ptr<ChatStream>>(name(), breaker_, call, prepare);
+  const LlmMetrics::Upstream* metrics = metrics_ ? &*metrics_ : nullptr;
+  auto stream = co_await WithRetries<std::unique_ptr<ChatStream>>(name(), breaker_, metrics, call, prepare);
+  if (!stream || metrics == nullptr) co_return stream;
+  co_return std::unique_ptr<ChatStream>(std::make_unique<MeteredStream>(std::move(*stream), *metrics, started));
 }
 
 Task<Expected<Embeddings>> ResilientProvider::Embed(const EmbeddingRequest& request) {
   auto call = [&]() { return upstream_.Embed(request); };
   auto prepare = [this](int attempt, const Error& error) { return PrepareRetry(attempt, error); };
-  co_return co_await WithRetries<Embeddings>(name(), breaker_, call, prepare);
+  const LlmMetrics::Upstream* metrics = metrics_ ? &*metrics_ : nullptr;
+  auto embedded = co_await WithRetries<Embeddings>(name(), breaker_, metrics, call, prepare);
+  if (embedded && metrics) {
+    metrics->prompt_tokens->Inc(static_cast<std::uint64_t>(std::max<std::int64_t>(0, embedded->usage.prompt_tokens)));
+  }
+  co_return embedded;
 }
 
 Task<Expected<std::unique_ptr<CompletionResponse>>> ResilientProvider::Complete(const CompletionRequest& request) {
@@ -119,7 +196,10 @@ Task<Expected<std::unique_ptr<CompletionResponse>>> ResilientProvider::Complete(
     const bool again = co_await PrepareRetry(attempt, error);
     co_return again && !(request.cancel != nullptr && request.cancel->cancelled());
   };
-  co_return co_await WithRetries<std::unique_ptr<CompletionResponse>>(name(), breaker_, call, prepare);
+  // Outcomes, retries and breaker openings are counted per upstream; the time to the first
+  // token and the tokens of a pass-through are the gateway's to count (it reads the events).
+  const LlmMetrics::Upstream* metrics = metrics_ ? &*metrics_ : nullptr;
+  co_return co_await WithRetries<std::unique_ptr<CompletionResponse>>(name(), breaker_, metrics, call, prepare);
 }
 
 Task<Expected<std::unique_ptr<ChatStream>>> FallbackChain::StreamChat(const ChatRequest& request) {
@@ -169,12 +249,17 @@ Task<Expected<Embeddings>> FallbackChain::Embed(const EmbeddingRequest& request)
   co_return Unexpected{std::move(*last)};
 }
 
-Router::Router(RouterConfig config, http::Client& client) : models_(std::move(config.models)) {
+Router::Router(RouterConfig config, http::Client& client, metrics::Registry* metrics)
+    : models_(std::move(config.models)) {
+  if (metrics != nullptr) metrics_.emplace(*metrics);
   upstreams_.reserve(config.upstreams.size());
   for (UpstreamConfig& upstream : config.upstreams) {
     Upstream built{.config = std::move(upstream), .api = nullptr, .resilient = nullptr};
     built.api = std::make_unique<OpenAiProvider>(built.config.api, client);
-    built.resilient = std::make_unique<ResilientProvider>(*built.api, built.config.retry, built.config.breaker);
+    std::optional<LlmMetrics::Upstream> counted;
+    if (metrics_) counted = metrics_->For(built.config.api.name);
+    built.resilient =
+        std::make_unique<ResilientProvider>(*built.api, built.config.retry, built.config.breaker, std::move(counted));
     upstreams_.push_back(std::move(built));
   }
 }

@@ -17,10 +17,12 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "core/metrics.hpp"
 #include "http/client.hpp"
 #include "llm/circuit_breaker.hpp"
 #include "llm/model_registry.hpp"
@@ -36,6 +38,38 @@ struct RetryPolicy {
   std::chrono::milliseconds max_retry_after{30'000};  // a longer Retry-After is not waited for
 };
 
+/// The Prometheus metrics of the upstreams (families created once per registry):
+///   llm_requests_total{provider,outcome}     every upstream call ("ok" or the error code)
+///   llm_retries_total{provider}              calls that were attempts after a failure
+///   llm_circuit_breaker_opened_total{provider}
+///   llm_time_to_first_token_seconds{provider} from the call to the first text (or end)
+///   llm_tokens_total{provider,type}          "prompt" and "completion", as the upstream reports
+class LlmMetrics {
+ public:
+  explicit LlmMetrics(metrics::Registry& registry);
+
+  /// One upstream's children, resolved once.
+  struct Upstream {
+    LlmMetrics* family;
+    std::string provider;
+    metrics::Counter* ok;
+    metrics::Counter* retries;
+    metrics::Counter* breaker_opened;
+    metrics::Histogram* time_to_first_token;
+    metrics::Counter* prompt_tokens;
+    metrics::Counter* completion_tokens;
+    void Failed(ErrorCode code) const;  // labels an error outcome (looked up per failure: rare)
+  };
+  Upstream For(std::string provider);
+
+ private:
+  metrics::Family<metrics::Counter>& requests_;
+  metrics::Family<metrics::Counter>& retries_;
+  metrics::Family<metrics::Counter>& breaker_opened_;
+  metrics::Family<metrics::Histogram>& time_to_first_token_;
+  metrics::Family<metrics::Counter>& tokens_;
+};
+
 /// Worth another attempt at the same upstream: it could not be reached, timed out, failed
 /// (5xx) or asked us to slow down (429).
 bool Retryable(ErrorCode code);
@@ -46,8 +80,10 @@ bool Retryable(ErrorCode code);
 /// kUpstreamUnavailable at once. Thread-safe; the waits are timers on the caller's executor.
 class ResilientProvider final : public Provider {
  public:
-  ResilientProvider(Provider& upstream, RetryPolicy retry, BreakerConfig breaker)
-      : upstream_(upstream), retry_(retry), breaker_(breaker) {}
+  /// `metrics` may be null (no metrics); it must outlive the provider.
+  ResilientProvider(Provider& upstream, RetryPolicy retry, BreakerConfig breaker,
+                    std::optional<LlmMetrics::Upstream> metrics = std::nullopt)
+      : upstream_(upstream), retry_(retry), breaker_(breaker), metrics_(std::move(metrics)) {}
 
   std::string_view name() const override { return upstream_.name(); }
   Task<Expected<std::unique_ptr<ChatStream>>> StreamChat(const ChatRequest& request) override;
@@ -65,6 +101,7 @@ class ResilientProvider final : public Provider {
   Provider& upstream_;
   RetryPolicy retry_;
   CircuitBreaker breaker_;
+  std::optional<LlmMetrics::Upstream> metrics_;
 };
 
 /// One public model's candidates: its own deployment first, then its fallbacks, each a
@@ -118,9 +155,9 @@ struct RouterConfig {
 
 class Router {
  public:
-  /// `client` must outlive the router; the router must outlive the registry it fills.
-  /// Upstream names must be unique (the config loader checks).
-  Router(RouterConfig config, http::Client& client);
+  /// `client` (and `metrics`, when given) must outlive the router; the router must outlive
+  /// the registry it fills. Upstream names must be unique (the config loader checks).
+  Router(RouterConfig config, http::Client& client, metrics::Registry* metrics = nullptr);
 
   /// Lists the models of every upstream with discover_models and adds those no
   /// configured model names, as chat models (embedding models when the id says "embed";
@@ -147,6 +184,7 @@ class Router {
   };
   Upstream* Find(std::string_view name);
 
+  std::optional<LlmMetrics> metrics_;
   std::vector<Upstream> upstreams_;
   std::vector<ModelConfig> models_;
   std::vector<std::unique_ptr<FallbackChain>> chains_;

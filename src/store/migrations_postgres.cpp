@@ -238,11 +238,24 @@ ALTER TABLE conversations ADD COLUMN title_vector TSVECTOR
 CREATE INDEX conversations_title_vector ON conversations USING GIN (title_vector);
 )sql";
 
+// Answers being generated are searchable once they end (see the SQLite migration 5):
+// the vector of a message with status "streaming" is empty, so the growing answer's
+// flushes (about once a second per stream) do not rebuild its vector and GIN entries.
+constexpr std::string_view kSearchFinishedAnswers = R"sql(
+DROP INDEX messages_search_vector;
+ALTER TABLE messages DROP COLUMN search_vector;
+ALTER TABLE messages ADD COLUMN search_vector TSVECTOR
+  GENERATED ALWAYS AS (CASE WHEN status = 'streaming' THEN ''::tsvector
+                            ELSE to_tsvector('english', replace(left(content, 100000), '<', '< ')) END) STORED;
+CREATE INDEX messages_search_vector ON messages USING GIN (search_vector);
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kInitialSchema},
     {2, "accounts security", kAccountsSecurity},
     {3, "secrets", kSecrets},
     {4, "search", kSearch},
+    {5, "search finished answers", kSearchFinishedAnswers},
 };
 
 }  // namespace

@@ -501,6 +501,15 @@ class ServerFactory:
         self.servers.append(new)
         return new
 
+    def kill_and_restart(self, srv: Server) -> Server:
+        """SIGKILL srv (no shutdown, no final writes: a crash) and start a new server with
+        the same environment, DATA_DIR and database."""
+        srv.kill()
+        self.servers.remove(srv)
+        new = Server.start(srv.data_dir, srv.env, self.binary)
+        self.servers.append(new)
+        return new
+
     def stop_all(self) -> None:
         import pytest
 

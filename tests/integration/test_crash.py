@@ -8,7 +8,7 @@ import sqlite3
 import time
 
 from accounts_client import Api
-from chatd_testing import PG_URL, Server, psql
+from chatd_testing import PG_URL, psql
 from test_chat_turn import StreamingClient, branch, conversation
 
 
@@ -20,12 +20,8 @@ def test_kill_9_mid_stream_leaves_the_answer_incomplete(make_server):
     client = StreamingClient(server.port, user.access, cid, {"content": "a long answer please", "model": "demo-slow"})
     mid = client.assistant_id()
     time.sleep(1.5)  # past the first flush (every second)
-    server.kill()  # SIGKILL: no shutdown, no final write
+    restarted = make_server.kill_and_restart(server)
     client.close()
-    make_server.servers.remove(server)
-
-    restarted = Server.start(server.data_dir, server.env, make_server.binary)
-    make_server.servers.append(restarted)
     api = Api(restarted.port)
     user.api = api
     messages = branch(api, user, cid)

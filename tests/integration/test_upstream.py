@@ -12,7 +12,7 @@ import time
 import pytest
 
 from accounts_client import Api
-from chatd_testing import MockUpstream, poll, server_env
+from chatd_testing import MockUpstream, get, poll, server_env
 from test_chat_turn import StreamingClient, branch, conversation, parse_sse, send, wait_for_status
 
 
@@ -246,8 +246,6 @@ def test_a_dropped_client_resumes_an_upstream_answer(env_server, upstream):
 
 
 def test_kill_9_mid_upstream_answer(make_server, upstream):
-    from chatd_testing import Server
-
     server = make_server(OPENAI_API_KEY="sk-test-not-real", OPENAI_BASE_URL=upstream.base_url, LLM_MODEL="mock-model")
     upstream.script([{"chunks": 200, "interval_ms": 20}])
     api = Api(server.port)
@@ -256,15 +254,37 @@ def test_kill_9_mid_upstream_answer(make_server, upstream):
     client = StreamingClient(server.port, user.access, cid, {"content": "crash in the middle"})
     mid = client.assistant_id()
     time.sleep(1.5)  # past the first flush
-    server.kill()
+    restarted = make_server.kill_and_restart(server)
     client.close()
-    make_server.servers.remove(server)
-    restarted = Server.start(server.data_dir, server.env, make_server.binary)
-    make_server.servers.append(restarted)
     api = Api(restarted.port)
     user.api = api
     stored = [m for m in branch(api, user, cid) if m["id"] == mid][0]
     assert stored["status"] == "incomplete" and stored["content"].startswith("tok0 tok1 "), stored
+
+def test_upstream_calls_are_in_the_metrics(env_server, upstream):
+    def sample(text, name, **labels):
+        want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        for line in text.splitlines():
+            if line.startswith(f"{name}{{{want}}} "):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = get(env_server.port, "/metrics").body.decode()
+    upstream.script([{"status": 500}])
+    _, _, _, events, _ = turn(env_server, {"content": "count me"})
+    assert events[-1]["event"] == "message.completed", events
+    after = get(env_server.port, "/metrics").body.decode()
+    for name, labels, delta in [
+        ("llm_upstream_calls_total", {"provider": "openai", "outcome": "ok"}, 1),
+        ("llm_upstream_calls_total", {"provider": "openai", "outcome": "upstream_unavailable"}, 1),
+        ("llm_upstream_retries_total", {"provider": "openai"}, 1),
+        ("llm_upstream_time_to_first_token_seconds_count", {"provider": "openai"}, 1),
+        ("llm_upstream_tokens_total", {"provider": "openai", "type": "prompt"}, 12),
+        ("llm_upstream_tokens_total", {"provider": "openai", "type": "completion"}, 5),
+        # the chat turn's own view: one request, whatever the retries
+        ("llm_requests_total", {"provider": "openai", "model": "mock-model", "status": "ok"}, 1),
+    ]:
+        assert sample(after, name, **labels) - sample(before, name, **labels) == delta, (name, labels, after)
 
 
 # -------------------------------------------------------------- configured by a file

@@ -213,7 +213,7 @@ TEST_P(SearchServiceTest, FollowsGrowingAnswersRenamesAndDeletions) {
   progress.status = "streaming";
   progress.content = "an early draft mentioning ospreys";
   ASSERT_TRUE(Await(messages_->FlushAssistant(alice_, started->id, progress)));
-  EXPECT_EQ(Ids(alice_, "osprey"), std::vector<std::string>{started->id});
+  EXPECT_TRUE(Ids(alice_, "osprey").empty()) << "an answer being generated is found once it ends";
   progress.status = "complete";
   progress.content = "the final answer is about kestrels";
   ASSERT_TRUE(Await(messages_->FlushAssistant(alice_, started->id, progress)));

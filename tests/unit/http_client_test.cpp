@@ -421,6 +421,29 @@ TEST(HttpClient, DoesNotReuseConnectionsTheServerClosesOrWhenThePoolIsOff) {
   EXPECT_EQ(other.accepted(), 3);
 }
 
+TEST(HttpClient, KeepsAtMostMaxIdleConnectionsPerOrigin) {
+  TestServer server;
+  auto client = MakeClient(ClientConfig{.max_idle_per_origin = 1});
+  RunTask([&]() -> Task<int> {
+    const ClientRequest hello = Get(server.Url("/hello"));
+    for (int round = 0; round < 2; ++round) {
+      // Three calls open at once, then all read: three connections go back to the pool.
+      std::vector<std::unique_ptr<ClientCall>> open;
+      for (int i = 0; i < 3; ++i) {
+        auto call = co_await client->Start(hello);
+        EXPECT_TRUE(call);
+        if (call) open.push_back(std::move(*call));
+      }
+      for (auto& call : open) {
+        EXPECT_TRUE(co_await call->ReadHead());
+        EXPECT_TRUE(co_await call->ReadAll(100));
+      }
+    }
+    co_return 0;
+  }());
+  EXPECT_EQ(server.accepted(), 5);  // only one of the first round's three was kept
+}
+
 TEST(HttpClient, AnIdleConnectionPastItsExpiryIsNotReused) {
   TestServer server;
   auto client = MakeClient(ClientConfig{.idle_expiry = milliseconds(50)});
@@ -585,6 +608,26 @@ TEST(HttpClient, ACancelSignalAbortsSendWhileItWaitsForTheHead) {
   }());
   EXPECT_EQ(never, "cancelled");
   EXPECT_EQ(server.accepted(), 1);
+}
+
+TEST(HttpClient, ConnectTimeoutBoundsAConnectNobodyAnswers) {
+  // A listener that never accepts, its backlog filled: the kernel drops further SYNs, so
+  // a connect hangs as it does towards a black-holed address.
+  asio::io_context io;
+  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  acceptor.listen(0);
+  std::vector<tcp::socket> fillers;
+  for (int i = 0; i < 4; ++i) {
+    fillers.emplace_back(io);
+    // Asio starts the (non-blocking) connect at once; `io` never runs, so nothing waits.
+    fillers.back().async_connect(acceptor.local_endpoint(), [](const error_code&) {});
+  }
+  auto client = MakeClient(ClientConfig{.connect_timeout = milliseconds(300)});
+  const auto started = steady_clock::now();
+  const std::string got =
+      RunTask(Fetch(*client, Get("http://127.0.0.1:" + std::to_string(acceptor.local_endpoint().port()) + "/")));
+  EXPECT_EQ(got.rfind("error upstream_timeout: connecting to", 0), 0u) << got;
+  EXPECT_LT(steady_clock::now() - started, milliseconds(1500));
 }
 
 TEST(HttpClient, ConnectionRefusedIsUpstreamUnavailable) {
