@@ -5,6 +5,7 @@
 #include "api/chat_api.hpp"
 #include "api/chat_socket.hpp"
 #include "api/conversations_api.hpp"
+#include "api/gateway_api.hpp"
 #include "api/guard.hpp"
 #include "api/messages_api.hpp"
 #include "api/operations.hpp"
@@ -24,6 +25,7 @@ struct Services {
   ChatSocket& chat_socket;
   SearchApi& search;
   ArchiveApi& archive;
+  GatewayApi& gateway;
 };
 
 /// Registers every route of the HTTP surface on `router`: the one table of routes.

@@ -20,6 +20,7 @@
 #include "api/archive_api.hpp"
 #include "api/chat_api.hpp"
 #include "api/conversations_api.hpp"
+#include "api/gateway_api.hpp"
 #include "api/messages_api.hpp"
 #include "api/guard.hpp"
 #include "api/operations.hpp"
@@ -32,7 +33,11 @@
 #include "chat/search_service.hpp"
 #include "core/blocking_pool.hpp"
 #include "core/clock.hpp"
+#include "gateway/admission.hpp"
+#include "gateway/gateway.hpp"
+#include "gateway/usage.hpp"
 #include "http/client_ip.hpp"
+#include "llm/call_metrics.hpp"
 #include "llm/demo_provider.hpp"
 #include "llm/model_registry.hpp"
 #include "llm/router.hpp"
@@ -173,7 +178,8 @@ int Serve(const AppConfig& loaded) {
   accounts.OnRevocation([&generations](const accounts::SessionRevocation& revocation) {
     generations.CancelAll(revocation.user_id, revocation.api_key_id);
   });
-  chat::ChatMetrics chat_metrics(metrics);
+  llm::CallMetrics llm_metrics(metrics);  // model calls, from chat turns and the gateway alike
+  chat::ChatMetrics chat_metrics(metrics, llm_metrics);
   chat::ChatService chat(config.chat, conversations, messages, models, generations, chat_metrics);
   api::ChatApi chat_api(chat, messages, generations, models, metrics);
   api::ChatSocket chat_socket(guard, chat, generations, metrics);
@@ -184,8 +190,14 @@ int Serve(const AppConfig& loaded) {
   api::SearchApi search_api(search);
   chat::ConversationArchive archive(*database, clock);
   api::ArchiveApi archive_api(archive);
+  // The OpenAI-compatible gateway. Admission (key limits, budgets) and usage recording are
+  // the defaults until their implementations are wired here.
+  gateway::AdmitAll admission;
+  gateway::DiscardUsageSink usage_sink;
+  gateway::Gateway gateway(config.gateway, models, admission, usage_sink, clock, llm_metrics);
+  api::GatewayApi gateway_api(guard, gateway);
   api::Services services{operations, guard,       accounts_api, conversations_api, messages_api,
-                         chat_api,   chat_socket, search_api,   archive_api};
+                         chat_api,   chat_socket, search_api,   archive_api,       gateway_api};
   http::Router router;
   api::AddRoutes(router, services, config.api_prefix);
 
