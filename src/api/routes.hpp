@@ -9,6 +9,7 @@
 #include "api/messages_api.hpp"
 #include "api/operations.hpp"
 #include "api/search_api.hpp"
+#include "api/usage_api.hpp"
 #include "http/router.hpp"
 
 namespace chatd::api {
@@ -24,6 +25,7 @@ struct Services {
   ChatSocket& chat_socket;
   SearchApi& search;
   ArchiveApi& archive;
+  UsageApi& usage;
 };
 
 /// Registers every route of the HTTP surface on `router`: the one table of routes.

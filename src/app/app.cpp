@@ -25,6 +25,7 @@
 #include "api/operations.hpp"
 #include "api/routes.hpp"
 #include "api/search_api.hpp"
+#include "api/usage_api.hpp"
 #include "cache/rate_limiter.hpp"
 #include "chat/conversation_archive.hpp"
 #include "chat/conversation_service.hpp"
@@ -39,10 +40,14 @@
 #include "http/client.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
+#include "gateway/key_limiter.hpp"
+#include "gateway/usage_recorder.hpp"
+#include "gateway/usage_service.hpp"
 #include "http/middleware.hpp"
 #include "http/router.hpp"
 #include "http/server.hpp"
 #include "store/open.hpp"
+#include "store/usage_repository.hpp"
 
 namespace chatd::app {
 
@@ -184,8 +189,21 @@ int Serve(const AppConfig& loaded) {
   api::SearchApi search_api(search);
   chat::ConversationArchive archive(*database, clock);
   api::ArchiveApi archive_api(archive);
+  // Gateway: admission by the API key's limits and budgets (counters in this process,
+  // started from the stored usage), and usage events written in the background.
+  // The /v1 handlers take `key_limiter` as their gateway::Admission and `usage_recorder`
+  // as their gateway::UsageSink.
+  store::UsageRepository usage_events(*database);
+  gateway::UsageRecorder usage_recorder(config.usage, usage_events, metrics);
+  gateway::KeyLimiter key_limiter(
+      [&accounts](std::string key_id) -> Task<Expected<std::shared_ptr<const accounts::KeyLimits>>> {
+        co_return co_await accounts.ApiKeyLimits(key_id);
+      },
+      usage_events, models, clock, metrics);
+  gateway::UsageService usage_reports(usage_events, clock);
+  api::UsageApi usage_api(usage_reports);
   api::Services services{operations, guard,       accounts_api, conversations_api, messages_api,
-                         chat_api,   chat_socket, search_api,   archive_api};
+                         chat_api,   chat_socket, search_api,   archive_api,       usage_api};
   http::Router router;
   api::AddRoutes(router, services, config.api_prefix);
 
@@ -253,8 +271,11 @@ int Serve(const AppConfig& loaded) {
       },
       asio::detached);
 
+  usage_recorder.Start();
   server.Run();
   signals.cancel();
+  // Every request has ended: store the usage still buffered, then close the database.
+  usage_recorder.Stop();
   hashing_pool.Stop();
   database->Close();
   log::Info("stopped", {{"exit_code", exit_code}});
