@@ -54,6 +54,11 @@ Expected<void> Authorize(const Principal& principal, Access access) {
         return MakeError(ErrorCode::kPermissionDenied, "this requires an access token, not an API key");
       }
       return {};
+    case Access::kGateway:
+      if (principal.ViaApiKey() && !principal.HasScope(Scope::kGateway)) {
+        return MakeError(ErrorCode::kPermissionDenied, "this API key lacks the \"gateway\" scope");
+      }
+      return {};
     case Access::kAdmin:
       if (!principal.IsAdmin()) return MakeError(ErrorCode::kPermissionDenied, "this requires an admin");
       return {};

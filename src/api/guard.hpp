@@ -27,6 +27,8 @@ enum class Access {
   kUser,     // any authenticated user; API keys need the "chat" scope
   kSession,  // an access token (an interactive session), not an API key
   kAdmin,    // role admin; API keys also need the "admin" scope
+  kGateway,  // the OpenAI-compatible /v1 surface: API keys need the "gateway" scope;
+             // access tokens (sessions) may call it too, as their user
 };
 
 using PrincipalHandler = std::function<Task<http::Response>(http::Request&, const accounts::Principal&)>;

@@ -32,6 +32,19 @@ void AddRoutes(http::Router& router, Services& services, std::string_view prefix
   router.Add(Method::kPost, api + "/auth/refresh", [&accounts](Request& r) { return accounts.Refresh(r); });
   router.Add(Method::kPost, api + "/auth/logout", [&accounts](Request& r) { return accounts.Logout(r); });
 
+  // The OpenAI-compatible surface, at /v1 whatever API_V1_STR is (SDKs append their paths to
+  // a base URL ending in /v1). Authenticates inside, to answer in OpenAI's error shape.
+  auto& gateway = services.gateway;
+  const http::RouteOptions gateway_body{.body_limit = kMaxGatewayBody};
+  router.Add(Method::kPost, "/v1/chat/completions", [&gateway](Request& r) { return gateway.ChatCompletions(r); },
+             gateway_body);
+  router.Add(Method::kPost, "/v1/embeddings", [&gateway](Request& r) { return gateway.Embeddings(r); }, gateway_body);
+  router.Add(Method::kGet, "/v1/models", [&gateway](Request& r) { return gateway.ListModels(r); });
+  router.Add(Method::kGet, "/v1/models/{id}", [&gateway](Request& r) { return gateway.GetModel(r); });
+  // Hugging Face style ids ("meta-llama/Llama-3.1-8B-Instruct", as vLLM serves them) when
+  // the client does not escape the slash (the SDKs send %2F, which {id} takes).
+  router.Add(Method::kGet, "/v1/models/{id}/{name}", [&gateway](Request& r) { return gateway.GetModel(r); });
+
   // Protected: method, path, who may call, handler(request, principal).
   auto protect = [&]<typename Api>(Method method, const std::string& path, Access access, Api& adapter,
                                    Task<http::Response> (Api::*handler)(Request&, const Principal&)) {

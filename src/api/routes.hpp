@@ -5,6 +5,7 @@
 #include "api/chat_api.hpp"
 #include "api/chat_socket.hpp"
 #include "api/conversations_api.hpp"
+#include "api/gateway_api.hpp"
 #include "api/guard.hpp"
 #include "api/messages_api.hpp"
 #include "api/operations.hpp"
@@ -26,6 +27,7 @@ struct Services {
   SearchApi& search;
   ArchiveApi& archive;
   UsageApi& usage;
+  GatewayApi& gateway;
 };
 
 /// Registers every route of the HTTP surface on `router`: the one table of routes.

@@ -20,6 +20,7 @@
 #include "api/archive_api.hpp"
 #include "api/chat_api.hpp"
 #include "api/conversations_api.hpp"
+#include "api/gateway_api.hpp"
 #include "api/messages_api.hpp"
 #include "api/guard.hpp"
 #include "api/operations.hpp"
@@ -33,7 +34,11 @@
 #include "chat/search_service.hpp"
 #include "core/blocking_pool.hpp"
 #include "core/clock.hpp"
+#include "gateway/admission.hpp"
+#include "gateway/gateway.hpp"
+#include "gateway/usage.hpp"
 #include "http/client_ip.hpp"
+#include "llm/call_metrics.hpp"
 #include "llm/demo_provider.hpp"
 #include "llm/model_registry.hpp"
 #include "llm/router.hpp"
@@ -178,7 +183,8 @@ int Serve(const AppConfig& loaded) {
   accounts.OnRevocation([&generations](const accounts::SessionRevocation& revocation) {
     generations.CancelAll(revocation.user_id, revocation.api_key_id);
   });
-  chat::ChatMetrics chat_metrics(metrics);
+  llm::CallMetrics llm_metrics(metrics);  // model calls, from chat turns and the gateway alike
+  chat::ChatMetrics chat_metrics(metrics, llm_metrics);
   chat::ChatService chat(config.chat, conversations, messages, models, generations, chat_metrics);
   api::ChatApi chat_api(chat, messages, generations, models, metrics);
   api::ChatSocket chat_socket(guard, chat, generations, metrics);
@@ -191,8 +197,6 @@ int Serve(const AppConfig& loaded) {
   api::ArchiveApi archive_api(archive);
   // Gateway: admission by the API key's limits and budgets (counters in this process,
   // started from the stored usage), and usage events written in the background.
-  // The /v1 handlers take `key_limiter` as their gateway::Admission and `usage_recorder`
-  // as their gateway::UsageSink.
   store::UsageRepository usage_events(*database);
   gateway::UsageRecorder usage_recorder(config.usage, usage_events, metrics);
   gateway::KeyLimiter key_limiter(
@@ -202,8 +206,10 @@ int Serve(const AppConfig& loaded) {
       usage_events, models, clock, metrics);
   gateway::UsageService usage_reports(usage_events, clock);
   api::UsageApi usage_api(usage_reports);
-  api::Services services{operations, guard,       accounts_api, conversations_api, messages_api,
-                         chat_api,   chat_socket, search_api,   archive_api,       usage_api};
+  gateway::Gateway gateway(config.gateway, models, key_limiter, usage_recorder, clock, llm_metrics);
+  api::GatewayApi gateway_api(guard, gateway);
+  api::Services services{operations, guard,       accounts_api, conversations_api, messages_api, chat_api,
+                         chat_socket, search_api, archive_api,  usage_api,         gateway_api};
   http::Router router;
   api::AddRoutes(router, services, config.api_prefix);
 

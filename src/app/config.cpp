@@ -124,6 +124,9 @@ Expected<AppConfig> LoadConfig(const EnvSource& env) {
   chat.ping_interval = read.Duration("SSE_PING_INTERVAL", std::chrono::seconds(15));
   chat.resume_window = read.Duration("STREAM_RESUME_WINDOW", std::chrono::minutes(2));
   config.demo.token_interval = read.Duration("DEMO_TOKEN_INTERVAL", std::chrono::milliseconds(20));
+  config.gateway.first_byte_timeout = chat.first_byte_timeout;
+  config.gateway.idle_timeout = chat.idle_timeout;
+  config.gateway.default_max_tokens = chat.default_max_tokens;
 
   auto& usage = config.usage;
   usage.buffer_size = static_cast<std::size_t>(read.Integer("USAGE_BUFFER_SIZE", 10'000, 1, 10'000'000));

@@ -84,19 +84,14 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 
 }  // namespace
 
-ChatMetrics::ChatMetrics(metrics::Registry& registry)
+ChatMetrics::ChatMetrics(metrics::Registry& registry, llm::CallMetrics& llm)
     : messages_processed(registry.AddCounter("chat_messages_processed_total", "Chat turns started.").WithLabels({})),
-      requests(registry.AddCounter("llm_requests_total", "Model calls by how they ended (ok, error, cancelled).",
-                                   {"provider", "model", "status"})),
-      duration(registry.AddHistogram("llm_request_duration_seconds", "Model calls, from the request to the last token.",
-                                     {"provider", "model"},
-                                     {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600})),
-      first_token(registry.AddHistogram("llm_time_to_first_token_seconds",
-                                        "From the model request to its first token.", {"provider", "model"},
-                                        {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30})),
-      tokens(registry.AddCounter("llm_tokens_total", "Tokens the models read and wrote.", {"type"})),
-      prompt_tokens(tokens.WithLabels({"prompt"})),
-      completion_tokens(tokens.WithLabels({"completion"})) {}
+      requests(llm.requests),
+      duration(llm.duration),
+      first_token(llm.first_token),
+      tokens(llm.tokens),
+      prompt_tokens(llm.prompt_tokens),
+      completion_tokens(llm.completion_tokens) {}
 
 // What a generation needs once started, shared with its coroutine.
 struct ChatService::Call {

@@ -24,6 +24,7 @@
 #include "core/asio.hpp"
 #include "core/expected.hpp"
 #include "core/metrics.hpp"
+#include "llm/call_metrics.hpp"
 #include "llm/model_registry.hpp"
 #include "llm/provider.hpp"
 
@@ -63,9 +64,10 @@ struct ChatConfig {
   std::chrono::milliseconds resume_window{120'000};
 };
 
-/// The chat and LLM metrics of the list, registered once.
+/// The chat metrics, and the model-call metrics it shares with the gateway
+/// (llm/call_metrics.hpp), registered once.
 struct ChatMetrics {
-  explicit ChatMetrics(metrics::Registry& registry);
+  ChatMetrics(metrics::Registry& registry, llm::CallMetrics& llm);
   metrics::Counter& messages_processed;             // chat_messages_processed_total
   metrics::Family<metrics::Counter>& requests;      // llm_requests_total{provider,model,status}
   metrics::Family<metrics::Histogram>& duration;    // llm_request_duration_seconds{provider,model}

@@ -274,9 +274,13 @@ class Call final : public ClientCall {
         first_byte_timeout_(request.first_byte_timeout.value_or(client.config.first_byte_timeout)),
         idle_timeout_(request.idle_timeout.value_or(client.config.idle_timeout)),
         total_timeout_(request.total_timeout.value_or(client.config.total_timeout)),
-        total_deadline_(After(started, total_timeout_)) {}
+        total_deadline_(After(started, total_timeout_)),
+        cancel_(request.cancel) {
+    if (cancel_ != nullptr) cancel_token_ = cancel_->OnCancel([this] { Cancel(); });
+  }
 
   ~Call() override {
+    if (cancel_ != nullptr) cancel_->Clear(cancel_token_);
     if (connection_) connection_->Close();
   }
 
@@ -476,6 +480,8 @@ class Call final : public ClientCall {
   bool cancelled_ = false;
   bool stale_ = false;
   std::optional<Error> failure_;
+  CancelSignal* cancel_ = nullptr;
+  CancelSignal::Token cancel_token_ = 0;
 };
 
 // DNS with a deadline. Asio's resolver runs getaddrinfo on a thread of its own and cannot
@@ -569,6 +575,7 @@ Task<Expected<std::unique_ptr<Connection>>> Client::Impl::Connect(const Url& url
 Task<Expected<std::unique_ptr<ClientCall>>> Client::Impl::Open(const ClientRequest& request, bool may_reuse,
                                                                bool& stale) {
   stale = false;
+  if (request.cancel != nullptr && request.cancel->cancelled()) co_return Cancelled();
   auto url = ParseUrl(request.url);
   if (!url) co_return Unexpected{std::move(url).error()};
   const auto started = Clock::now();
@@ -587,6 +594,7 @@ Task<Expected<std::unique_ptr<ClientCall>>> Client::Impl::Open(const ClientReque
     if (!connected) co_return Unexpected{std::move(connected).error()};
     connection = std::move(*connected);
     connection->key = key;
+    if (request.cancel != nullptr && request.cancel->cancelled()) co_return Cancelled();  // while connecting
   }
   auto call = std::make_unique<Call>(*this, std::move(connection), request, origin, started);
   auto written = co_await call->WriteRequest(request, *url);

@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "core/asio.hpp"
+#include "core/cancel.hpp"
 #include "core/expected.hpp"
 #include "http/message.hpp"
 
@@ -102,6 +103,10 @@ struct ClientRequest {
   std::optional<std::chrono::milliseconds> first_byte_timeout;
   std::optional<std::chrono::milliseconds> idle_timeout;
   std::optional<std::chrono::milliseconds> total_timeout;
+  /// Aborts the call from outside, in any phase: before it connects, while it waits for
+  /// the head (inside Send) and while the body is read — as ClientCall::Cancel(). Must
+  /// outlive the call; same executor.
+  CancelSignal* cancel = nullptr;
 };
 
 /// One request/response exchange on one connection.

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -40,6 +41,12 @@ class ResponseStream {
   virtual Task<bool> Begin(Response head) = 0;
   /// Sends one chunk. False once the client is gone or the write timed out: stop then.
   virtual Task<bool> Write(std::string_view data) = 0;
+  /// Calls `on_gone` once, on this I/O thread, if the client closes (or resets) the
+  /// connection before the handler returns — also before Begin(), and for handlers that
+  /// answer with a plain Response — so work done for a client that left can be aborted at
+  /// once rather than at the next write. Watching stops when the handler returns, or when
+  /// the client sends more bytes (a pipelined request). At most one watcher per request.
+  virtual void WatchClient(std::function<void()> on_gone) = 0;
 };
 
 /// An incoming request. Header views and `path` point into the connection's buffers and

@@ -1,6 +1,10 @@
 #include "http/server.hpp"
 
+#include <sys/socket.h>
+
 #include <array>
+#include <cerrno>
+#include <memory>
 #include <atomic>
 #include <cmath>
 #include <ctime>
@@ -281,7 +285,55 @@ class Server::Impl::StreamWriter final : public ResponseStream {
   int status() const { return status_; }
   std::size_t bytes() const { return bytes_; }
 
+  // Waits for the socket to turn readable on the raw socket (not through tcp_stream, whose
+  // write deadlines would time the wait out), then peeks: end of stream or an error means
+  // the client is gone; data means it sent another request, which is not ours to read.
+  void WatchClient(std::function<void()> on_gone) override {
+    if (watch_) throw std::logic_error("ResponseStream::WatchClient called twice");
+    watch_ = std::make_shared<Watch>();
+    watch_->on_gone = std::move(on_gone);
+    ArmWatch(watch_);
+  }
+
+  /// Ends watching; the handler has returned. Before the server's own writes and reads.
+  void StopWatching() {
+    if (!watch_) return;
+    watch_->active = false;
+    watch_->on_gone = nullptr;
+    error_code ignored;
+    stream_.socket().cancel(ignored);  // the pending wait; nothing else is pending now
+    watch_.reset();
+  }
+
+  ~StreamWriter() override { StopWatching(); }
+
  private:
+  struct Watch {
+    bool active = true;
+    std::function<void()> on_gone;
+  };
+
+  void ArmWatch(const std::shared_ptr<Watch>& watch) {
+    stream_.socket().async_wait(tcp::socket::wait_read, [this, watch](error_code ec) {
+      if (!watch->active || ec == asio::error::operation_aborted) return;
+      char byte = 0;
+      const ssize_t peeked = ::recv(stream_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (!ec && peeked > 0) {  // a pipelined request: leave it to the server
+        watch->active = false;
+        return;
+      }
+      if (!ec && peeked < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        ArmWatch(watch);  // spurious wake-up
+        return;
+      }
+      watch->active = false;
+      auto on_gone = std::move(watch->on_gone);
+      watch->on_gone = nullptr;
+      if (on_gone) on_gone();
+    });
+  }
+
+  std::shared_ptr<Watch> watch_;
   Impl& impl_;
   beast::tcp_stream& stream_;
   const Request& request_;
@@ -449,6 +501,7 @@ Task<void> Server::Impl::Serve(Worker& worker, tcp::socket socket) {
     } else {
       response = co_await Dispatch(request, match);
     }
+    writer.StopWatching();
     if (websocket && websocket->accepted()) {
       co_await websocket->Finish();
       connection.websocket = nullptr;

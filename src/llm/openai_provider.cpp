@@ -200,6 +200,38 @@ class OpenAiStream final : public ChatStream {
   std::optional<Usage> usage_;
 };
 
+// The `param` of an OpenAI error body ({"error":{"param":"tools[0].function.name"}}).
+std::string ErrorParam(std::string_view body) {
+  auto parsed = ParseJson(Parser(), body);
+  std::string_view param;
+  if (!parsed || (*parsed)["error"]["param"].get(param) != simdjson::SUCCESS) return {};
+  return Truncate(param);
+}
+
+// The body of a pass-through completion, read as the upstream sends it.
+class OpenAiCompletion final : public CompletionResponse {
+ public:
+  OpenAiCompletion(std::unique_ptr<http::ClientCall> call, std::string content_type)
+      : call_(std::move(call)), content_type_(std::move(content_type)) {}
+
+  std::string_view content_type() const override { return content_type_; }
+
+  Task<Expected<std::optional<std::string>>> Read(TimePoint not_after) override {
+    if (!call_) co_return std::optional<std::string>{};
+    auto piece = co_await call_->ReadSome(not_after);  // and under the request's idle timeout
+    if (piece && !*piece) call_.reset();      // read to the end: the connection is pooled
+    co_return piece;
+  }
+
+  void Cancel() override {
+    if (call_) call_->Cancel();
+  }
+
+ private:
+  std::unique_ptr<http::ClientCall> call_;
+  std::string content_type_;
+};
+
 }  // namespace
 
 Error UpstreamError(std::string_view provider, int status, std::string_view body, std::string_view retry_after,
@@ -211,7 +243,8 @@ Error UpstreamError(std::string_view provider, int status, std::string_view body
     case 400:
     case 413:
     case 422:
-      error = {ErrorCode::kInvalidArgument, fmt::format("{} rejected the request ({})", provider, detail)};
+      error = {ErrorCode::kInvalidArgument, fmt::format("{} rejected the request ({})", provider, detail),
+               ErrorParam(body)};
       break;
     case 404:
       error = {ErrorCode::kNotFound, fmt::format("{} does not know this model or path ({})", provider, detail)};
@@ -302,6 +335,41 @@ Task<Expected<std::unique_ptr<ChatStream>>> OpenAiProvider::StreamChat(const Cha
                                     (*call)->Header("Content-Type")));
   }
   co_return std::unique_ptr<ChatStream>(std::make_unique<OpenAiStream>(std::move(*call), config_.name, first_byte, idle));
+}
+
+Task<Expected<std::unique_ptr<CompletionResponse>>> OpenAiProvider::Complete(const CompletionRequest& request) {
+  http::ClientRequest post = Request(http::Method::kPost, "/chat/completions");
+  if (request.stream) post.headers.emplace_back("Accept", "text/event-stream");
+  std::string body;
+  const std::string_view fields = request.fields ? std::string_view(*request.fields) : std::string_view();
+  body.reserve(fields.size() + request.model.size() + 16);
+  body += R"({"model":")";
+  AppendJsonEscaped(body, request.model);
+  body += '"';
+  if (!fields.empty()) (body += ',') += fields;
+  body += '}';
+  post.body = std::move(body);
+  post.first_byte_timeout = config_.first_byte_timeout.value_or(request.first_byte_timeout);
+  post.idle_timeout = config_.idle_timeout.value_or(request.idle_timeout);
+  post.cancel = request.cancel;
+
+  auto call = co_await client_.Send(post);
+  if (!call) co_return Unexpected{std::move(call).error()};
+  const int status = (*call)->status();
+  if (status / 100 != 2) {
+    auto error_body = co_await (*call)->ReadAll(kMaxErrorBody);
+    co_return Unexpected{UpstreamError(config_.name, status, error_body ? *error_body : std::string(),
+                                       (*call)->Header("Retry-After"), (*call)->Header("retry-after-ms"))};
+  }
+  const std::string_view content_type = (*call)->Header("Content-Type");
+  const bool event_stream = content_type.find("text/event-stream") != std::string_view::npos;
+  if (request.stream != event_stream) {
+    co_return MakeError(ErrorCode::kUpstreamUnavailable,
+                        fmt::format("{} answered a {} completion with '{}'", config_.name,
+                                    request.stream ? "streamed" : "non-streamed", content_type));
+  }
+  std::string type(event_stream ? "text/event-stream" : "application/json");
+  co_return std::unique_ptr<CompletionResponse>(std::make_unique<OpenAiCompletion>(std::move(*call), std::move(type)));
 }
 
 Task<Expected<Embeddings>> OpenAiProvider::Embed(const EmbeddingRequest& request) {

@@ -53,6 +53,9 @@ class OpenAiProvider final : public Provider {
   /// Thread-safe: the provider holds only its config; each call has its own connection.
   Task<Expected<std::unique_ptr<ChatStream>>> StreamChat(const ChatRequest& request) override;
   Task<Expected<Embeddings>> Embed(const EmbeddingRequest& request) override;
+  /// The pass-through: POST {base_url}/chat/completions with the client's fields and
+  /// `model` set to request.model; the upstream's body comes back as it arrives.
+  Task<Expected<std::unique_ptr<CompletionResponse>>> Complete(const CompletionRequest& request) override;
   /// The ids the upstream's GET /models lists.
   Task<Expected<std::vector<std::string>>> ListModels();
 

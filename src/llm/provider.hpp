@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/asio.hpp"
+#include "core/cancel.hpp"
 #include "core/expected.hpp"
 
 namespace chatd::llm {
@@ -88,6 +89,42 @@ struct Embeddings {
   std::string model;
 };
 
+/// An OpenAI chat-completions request passed through as the client wrote it (the
+/// gateway's path): everything but the model is the client's JSON, so tools, response
+/// formats, logprobs and fields chatd has never heard of reach the upstream untouched.
+struct CompletionRequest {
+  std::string model;  // the provider's model name; set per candidate by FallbackChain
+  /// The members of the client's body except "model", as JSON text without the braces
+  /// (`"messages":[...],"stream":true`), possibly empty. Shared: candidates and retries
+  /// send the same bytes without copying them.
+  std::shared_ptr<const std::string> fields;
+  bool stream = false;  // the fields say "stream": true (they ask for include_usage too)
+  std::chrono::milliseconds first_byte_timeout{std::chrono::seconds(30)};
+  std::chrono::milliseconds idle_timeout{std::chrono::seconds(30)};
+  /// Aborts the call in any phase (the client left). Optional; must outlive the call.
+  CancelSignal* cancel = nullptr;
+};
+
+/// A successful (2xx) upstream answer to a CompletionRequest: a JSON body
+/// (`chat.completion`) or, when streamed, an SSE body of `chat.completion.chunk` events
+/// ending with `data: [DONE]`. Read it as it arrives. Belongs to the executor that
+/// created it.
+class CompletionResponse {
+ public:
+  virtual ~CompletionResponse() = default;
+  /// "application/json" or "text/event-stream" (as the upstream said).
+  virtual std::string_view content_type() const = 0;
+  using TimePoint = std::chrono::steady_clock::time_point;
+  /// The next piece of the body, in the upstream's framing (cut anywhere), or
+  /// std::nullopt at its end. Each read waits at most the request's idle timeout, and not
+  /// past `not_after` (both kUpstreamTimeout); kUpstreamUnavailable when the upstream
+  /// breaks off; kUnavailable "cancelled" after Cancel() or the request's CancelSignal.
+  /// At most one pending read.
+  virtual Task<Expected<std::optional<std::string>>> Read(TimePoint not_after = TimePoint::max()) = 0;
+  /// Aborts the upstream request at once (closes its connection). Idempotent.
+  virtual void Cancel() = 0;
+};
+
 /// What the registry knows about one public model.
 struct ModelInfo {
   std::string id;                   // the public name clients send ("demo", "gpt-4o")
@@ -118,6 +155,19 @@ class Provider {
   /// Embeds every input. Runs on the caller's executor. Errors: kInvalidArgument (e.g.
   /// unsupported `dimensions`, not an embedding model), kNotFound, kUpstream*.
   virtual Task<Expected<Embeddings>> Embed(const EmbeddingRequest& request) = 0;
+
+  /// Sends a pass-through chat completion and returns the upstream's answer once its head
+  /// arrived with a 2xx status; the body is read from the returned response. Errors before
+  /// that are returned here, like StreamChat's (an upstream's 4xx/5xx mapped by
+  /// UpstreamError, with its message and `param` when it is the request's fault), so the
+  /// router can retry and fall back before the client has seen a byte.
+  ///
+  /// The default serves providers that only speak ChatStream (the demo models, test
+  /// doubles): it reads the text parts of the messages, `max_tokens` /
+  /// `max_completion_tokens`, `temperature` and `top_p`, calls StreamChat and writes its
+  /// chunks in OpenAI's format (llm/synthesized_completion.cpp). Such a model has no tools:
+  /// asked for them, it answers text.
+  virtual Task<Expected<std::unique_ptr<CompletionResponse>>> Complete(const CompletionRequest& request);
 };
 
 }  // namespace chatd::llm

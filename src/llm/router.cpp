@@ -111,6 +111,17 @@ Task<Expected<Embeddings>> ResilientProvider::Embed(const EmbeddingRequest& requ
   co_return co_await WithRetries<Embeddings>(name(), breaker_, call, prepare);
 }
 
+Task<Expected<std::unique_ptr<CompletionResponse>>> ResilientProvider::Complete(const CompletionRequest& request) {
+  auto call = [&]() { return upstream_.Complete(request); };
+  // A client that left needs no second attempt (nor a wait for one).
+  auto prepare = [this, &request](int attempt, const Error& error) -> Task<bool> {
+    if (request.cancel != nullptr && request.cancel->cancelled()) co_return false;
+    const bool again = co_await PrepareRetry(attempt, error);
+    co_return again && !(request.cancel != nullptr && request.cancel->cancelled());
+  };
+  co_return co_await WithRetries<std::unique_ptr<CompletionResponse>>(name(), breaker_, call, prepare);
+}
+
 Task<Expected<std::unique_ptr<ChatStream>>> FallbackChain::StreamChat(const ChatRequest& request) {
   std::optional<Error> last;
   for (std::size_t i = 0; i < candidates_.size(); ++i) {
@@ -124,6 +135,24 @@ Task<Expected<std::unique_ptr<ChatStream>>> FallbackChain::StreamChat(const Chat
     auto stream = co_await candidate.provider->StreamChat(attempt);
     if (stream || !FallbackWorthy(stream.error())) co_return stream;
     last = std::move(stream).error();
+  }
+  co_return Unexpected{std::move(*last)};
+}
+
+Task<Expected<std::unique_ptr<CompletionResponse>>> FallbackChain::Complete(const CompletionRequest& request) {
+  std::optional<Error> last;
+  for (std::size_t i = 0; i < candidates_.size(); ++i) {
+    const Candidate& candidate = candidates_[i];
+    if (last) {
+      if (request.cancel != nullptr && request.cancel->cancelled()) break;
+      log::Warn("falling back to another model",
+                {{"from", candidates_[i - 1].model}, {"to", candidate.model}, {"error", last->message}});
+    }
+    CompletionRequest attempt = request;  // the fields are shared, not copied
+    attempt.model = candidate.upstream_model;
+    auto response = co_await candidate.provider->Complete(attempt);
+    if (response || !FallbackWorthy(response.error())) co_return response;
+    last = std::move(response).error();
   }
   co_return Unexpected{std::move(*last)};
 }

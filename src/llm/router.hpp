@@ -52,6 +52,8 @@ class ResilientProvider final : public Provider {
   std::string_view name() const override { return upstream_.name(); }
   Task<Expected<std::unique_ptr<ChatStream>>> StreamChat(const ChatRequest& request) override;
   Task<Expected<Embeddings>> Embed(const EmbeddingRequest& request) override;
+  /// Retried like StreamChat (until the request's CancelSignal fires).
+  Task<Expected<std::unique_ptr<CompletionResponse>>> Complete(const CompletionRequest& request) override;
 
   CircuitBreaker& breaker() { return breaker_; }
 
@@ -82,6 +84,8 @@ class FallbackChain final : public Provider {
   /// request.model is ignored: each candidate gets its own upstream model.
   Task<Expected<std::unique_ptr<ChatStream>>> StreamChat(const ChatRequest& request) override;
   Task<Expected<Embeddings>> Embed(const EmbeddingRequest& request) override;
+  /// request.model is ignored, as for StreamChat; no next candidate once cancelled.
+  Task<Expected<std::unique_ptr<CompletionResponse>>> Complete(const CompletionRequest& request) override;
 
  private:
   std::vector<Candidate> candidates_;

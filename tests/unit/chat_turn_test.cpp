@@ -62,7 +62,8 @@ class ChatTurnTest : public ::testing::TestWithParam<Backend> {
   llm::ModelRegistry models_;
   Generations generations_;
   metrics::Registry registry_;
-  ChatMetrics metrics_{registry_};
+  llm::CallMetrics llm_metrics_{registry_};
+  ChatMetrics metrics_{registry_, llm_metrics_};
   std::unique_ptr<ConversationService> conversations_;
   std::unique_ptr<MessageService> messages_;
   std::unique_ptr<ChatService> chat_;

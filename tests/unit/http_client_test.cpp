@@ -557,6 +557,36 @@ TEST(HttpClient, CancelEndsAPendingReadAtOnce) {
   EXPECT_EQ(server.closed(), 1);
 }
 
+TEST(HttpClient, ACancelSignalAbortsSendWhileItWaitsForTheHead) {
+  TestServer server;
+  auto client = MakeClient(ClientConfig{.first_byte_timeout = milliseconds(5000)});
+  CancelSignal cancel;
+  const auto started = steady_clock::now();
+  const std::string got = RunTask([&]() -> Task<std::string> {
+    ClientRequest slow = Get(server.Url("/slow-head"));
+    slow.cancel = &cancel;
+    asio::steady_timer timer(co_await asio::this_coro::executor, milliseconds(100));
+    timer.async_wait([&cancel](const error_code&) { cancel.Cancel(); });
+    auto call = co_await client->Send(slow);
+    co_return call ? std::string("answered") : call.error().message;
+  }());
+  EXPECT_EQ(got, "cancelled");
+  EXPECT_LT(steady_clock::now() - started, milliseconds(1000));
+  const auto deadline = steady_clock::now() + std::chrono::seconds(5);
+  while (server.closed() < 1 && steady_clock::now() < deadline) std::this_thread::sleep_for(milliseconds(10));
+  EXPECT_EQ(server.closed(), 1);  // the upstream sees the abort
+
+  // Cancelled before it starts: nothing is sent.
+  const std::string never = RunTask([&]() -> Task<std::string> {
+    ClientRequest get = Get(server.Url("/"));
+    get.cancel = &cancel;
+    auto call = co_await client->Send(get);
+    co_return call ? std::string("answered") : call.error().message;
+  }());
+  EXPECT_EQ(never, "cancelled");
+  EXPECT_EQ(server.accepted(), 1);
+}
+
 TEST(HttpClient, ConnectionRefusedIsUpstreamUnavailable) {
   // A port that was free a moment ago: nothing listens there now.
   std::uint16_t port = 0;
