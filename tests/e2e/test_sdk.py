@@ -41,12 +41,19 @@ def test_openai_sdk(stack):
     user = api.new_user(prefix="sdk")
     key = user.new_key(name="sdk")["key"]
     chat_only = user.new_key(name="chat only", scopes=["chat"])["key"]
+    rpm_key = user.new_key(name="2 a minute", limits={"rpm_limit": 2})["key"]
+    demo_only = user.new_key(name="demo only", limits={"allowed_models": ["demo"]})["key"]
+    budget_key = user.new_key(name="60 tokens a day",
+                              limits={"budget": {"amount": 60, "unit": "tokens", "period": "day"}})["key"]
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": str(SDK_DIR),
         "CHATD_BASE_URL": f"http://127.0.0.1:{srv.port}/v1",
         "CHATD_KEY": key,
         "CHATD_CHAT_ONLY_KEY": chat_only,
+        "CHATD_RPM_KEY": rpm_key,
+        "CHATD_DEMO_ONLY_KEY": demo_only,
+        "CHATD_BUDGET_KEY": budget_key,
         "MOCK_URL": f"http://127.0.0.1:{mock.port}",
     }
     run = subprocess.run([NODE, "--test", "--test-reporter=spec", "openai.test.mjs"], cwd=SDK_DIR, env=env,
@@ -56,4 +63,4 @@ def test_openai_sdk(stack):
     assert run.returncode == 0, f"node --test failed:\n{run.stdout[-6000:]}\n{run.stderr[-3000:]}"
     # node's summary: every test that is not skipped for a stated reason passed.
     summary = dict(re.findall(r"^ℹ (\w+) (\d+)$", run.stdout, re.M))
-    assert summary.get("fail") == "0" and int(summary.get("pass", 0)) >= 8, run.stdout[-2000:]
+    assert summary.get("fail") == "0" and int(summary.get("pass", 0)) >= 11, run.stdout[-2000:]

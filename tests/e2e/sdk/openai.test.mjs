@@ -4,14 +4,20 @@
 //   CHATD_BASE_URL        http://127.0.0.1:<port>/v1
 //   CHATD_KEY             an API key with the gateway scope
 //   CHATD_CHAT_ONLY_KEY   an API key without it
+//   CHATD_RPM_KEY         a key limited to 2 requests a minute
+//   CHATD_DEMO_ONLY_KEY   a key allowed only the model "demo"
+//   CHATD_BUDGET_KEY      a key with a budget of 60 tokens a day
 //   MOCK_URL              the mock upstream's root (for /_mock/script and /_mock/stats)
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import OpenAI from 'openai';
 
-const { CHATD_BASE_URL, CHATD_KEY, CHATD_CHAT_ONLY_KEY, MOCK_URL } = process.env;
-assert.ok(CHATD_BASE_URL && CHATD_KEY && CHATD_CHAT_ONLY_KEY && MOCK_URL, 'run me through tests/e2e/test_sdk.py');
+const {
+  CHATD_BASE_URL, CHATD_KEY, CHATD_CHAT_ONLY_KEY, CHATD_RPM_KEY, CHATD_DEMO_ONLY_KEY, CHATD_BUDGET_KEY, MOCK_URL,
+} = process.env;
+assert.ok(CHATD_BASE_URL && CHATD_KEY && CHATD_CHAT_ONLY_KEY && CHATD_RPM_KEY && CHATD_DEMO_ONLY_KEY &&
+          CHATD_BUDGET_KEY && MOCK_URL, 'run me through tests/e2e/test_sdk.py');
 
 // No SDK retries: each scripted upstream failure must surface as it is.
 const client = new OpenAI({ baseURL: CHATD_BASE_URL, apiKey: CHATD_KEY, maxRetries: 0, timeout: 20_000 });
@@ -255,9 +261,50 @@ test('abort in the middle of a stream closes the upstream call within 1 s', asyn
   assert.equal((await stats()).completed_streams, 0);
 });
 
-// Per-key limits, allowed models and budgets are issue 5 item 4 (the key-limits work, which
-// plugs into gateway::Admission). These fail clearly once their fields exist; until then:
-const limitsPending = 'needs per-key limits: the key-limits branch (gateway::Admission), issue 5 item 4';
-test('a key over its RPM limit gets RateLimitError', { skip: limitsPending }, () => {});
-test('a model not allowed for the key gets PermissionDeniedError', { skip: limitsPending }, () => {});
-test('a key whose budget is exhausted gets RateLimitError', { skip: limitsPending }, () => {});
+// Per-key limits: requests per minute, allowed models, budgets (gateway::KeyLimiter).
+const withKey = (apiKey) => new OpenAI({ baseURL: CHATD_BASE_URL, apiKey, maxRetries: 0, timeout: 20_000 });
+
+test('a key over its RPM limit gets RateLimitError', async () => {
+  const limited = withKey(CHATD_RPM_KEY);
+  for (let i = 0; i < 2; i += 1) {
+    await limited.chat.completions.create({ model: 'demo', messages: hello, max_completion_tokens: 2 });
+  }
+  await assert.rejects(limited.chat.completions.create({ model: 'demo', messages: hello, max_completion_tokens: 2 }),
+    (error) => {
+      assert.ok(error instanceof OpenAI.RateLimitError, `${error.constructor.name}: ${error.message}`);
+      assert.equal(error.status, 429);
+      assert.equal(error.code, 'rate_limit_exceeded');
+      assert.ok(Number(error.headers.get('retry-after')) >= 1);
+      return true;
+    });
+});
+
+test('a model not allowed for the key gets PermissionDeniedError', async () => {
+  const demoOnly = withKey(CHATD_DEMO_ONLY_KEY);
+  const allowed = await demoOnly.chat.completions.create({ model: 'demo', messages: hello, max_completion_tokens: 2 });
+  assert.equal(allowed.model, 'demo');
+  await assert.rejects(demoOnly.chat.completions.create({ model: 'mock-model', messages: hello }), (error) => {
+    assert.ok(error instanceof OpenAI.PermissionDeniedError, `${error.constructor.name}: ${error.message}`);
+    assert.equal(error.status, 403);
+    assert.match(error.message, /mock-model/);
+    return true;
+  });
+});
+
+test('a key whose budget is exhausted gets RateLimitError', async () => {
+  const budgeted = withKey(CHATD_BUDGET_KEY);
+  let served = 0;
+  let refusal;
+  for (let i = 0; i < 30 && !refusal; i += 1) {
+    try {
+      await budgeted.chat.completions.create({ model: 'demo', messages: hello, max_completion_tokens: 4 });
+      served += 1;
+    } catch (error) {
+      refusal = error;
+    }
+  }
+  assert.ok(served >= 2, `served ${served} before the budget ran out`);
+  assert.ok(refusal instanceof OpenAI.RateLimitError, `${refusal?.constructor.name}: ${refusal?.message}`);
+  assert.equal(refusal.status, 429);
+  assert.match(refusal.message, /budget/);
+});
