@@ -10,6 +10,8 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include "run_task.hpp"
 #include <simdjson.h>
 
 #include "gateway/completion_meter.hpp"
@@ -23,15 +25,7 @@ namespace {
 
 using std::chrono::milliseconds;
 
-template <typename T>
-T RunTask(Task<T> task) {
-  asio::io_context io(1);
-  std::optional<T> result;
-  asio::co_spawn(
-      io, [&]() -> Task<void> { result.emplace(co_await std::move(task)); }, asio::detached);
-  io.run();
-  return std::move(*result);
-}
+using chatd::testing::RunTask;
 
 Error Rejected(std::string_view body) {
   auto prepared = PrepareCompletion(body);

@@ -19,6 +19,8 @@
 
 #include <gtest/gtest.h>
 
+#include "run_task.hpp"
+
 #include "core/asio.hpp"
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
@@ -37,15 +39,7 @@ using std::chrono::steady_clock;
 using tcp = asio::ip::tcp;
 using boost::system::error_code;
 
-template <typename T>
-T RunTask(Task<T> task) {
-  asio::io_context io(1);
-  std::optional<T> result;
-  asio::co_spawn(
-      io, [&]() -> Task<void> { result.emplace(co_await std::move(task)); }, asio::detached);
-  io.run();
-  return std::move(*result);
-}
+using chatd::testing::RunTask;
 
 Task<void> Sleep(milliseconds ms) {
   asio::steady_timer timer(co_await asio::this_coro::executor, ms);

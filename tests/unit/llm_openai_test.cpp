@@ -13,6 +13,8 @@
 
 #include <gtest/gtest.h>
 
+#include "run_task.hpp"
+
 #include "core/metrics.hpp"
 #include "http/client.hpp"
 #include "http/router.hpp"
@@ -29,15 +31,7 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 
-template <typename T>
-T RunTask(Task<T> task) {
-  asio::io_context io(1);
-  std::optional<T> result;
-  asio::co_spawn(
-      io, [&]() -> Task<void> { result.emplace(co_await std::move(task)); }, asio::detached);
-  io.run();
-  return std::move(*result);
-}
+using chatd::testing::RunTask;
 
 std::vector<SseEvent> ParseAll(SseParser& parser, const std::vector<std::string>& pieces) {
   std::vector<SseEvent> events;

@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include "run_task.hpp"
+
 #include "llm/demo_provider.hpp"
 #include "llm/model_registry.hpp"
 
@@ -16,16 +18,7 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 
-// Runs `task` on a fresh single-threaded io_context until it and everything it started end.
-template <typename T>
-T RunTask(Task<T> task) {
-  asio::io_context io(1);
-  std::optional<T> result;
-  asio::co_spawn(
-      io, [&]() -> Task<void> { result.emplace(co_await std::move(task)); }, asio::detached);
-  io.run();
-  return std::move(*result);
-}
+using chatd::testing::RunTask;
 
 DemoConfig Fast() { return DemoConfig{.token_interval = milliseconds(0), .slow_token_interval = milliseconds(0)}; }
 
