@@ -83,7 +83,8 @@ Expected<std::string> TextOf(element value, const std::string& param) {
     auto type = RequiredString(block, "type", path);
     if (!type) return Unexpected{std::move(type).error()};
     if (*type != "text") {
-      return Invalid(fmt::format("{}.type: only text blocks are supported here, not '{}'", path, *type), path + ".type");
+      return Invalid(fmt::format("{}.type: only text blocks are supported here, not '{}'", path, *type),
+                     path + ".type");
     }
     auto piece = RequiredString(block, "text", path);
     if (!piece) return Unexpected{std::move(piece).error()};
@@ -175,9 +176,9 @@ Expected<void> WriteMessage(element value, const std::string& path, JsonWriter& 
     } else if (*type == "thinking" || *type == "redacted_thinking") {
       // The upstream did not produce it and cannot take it back: dropped.
     } else {
-      return Invalid(fmt::format("{}.type: '{}' is not a content block a {} message may have here", block_path, *type,
-                                 *role),
-                     block_path + ".type");
+      return Invalid(
+          fmt::format("{}.type: '{}' is not a content block a {} message may have here", block_path, *type, *role),
+          block_path + ".type");
     }
   }
   parts.EndArray();
@@ -187,7 +188,10 @@ Expected<void> WriteMessage(element value, const std::string& path, JsonWriter& 
     return {};
   }
   json.BeginObject().Field("role", "assistant").Key("content");
-  if (assistant_text.empty() && call_count > 0) json.Null(); else json.String(assistant_text);
+  if (assistant_text.empty() && call_count > 0)
+    json.Null();
+  else
+    json.String(assistant_text);
   if (call_count > 0) json.Key("tool_calls").Raw(calls.str());
   json.EndObject();
   return {};
@@ -204,8 +208,9 @@ Expected<void> WriteTools(element value, JsonWriter& json) {
     if (item.get(tool) != simdjson::SUCCESS) return WrongType(path, "a valid dictionary");
     std::string_view type;
     if (tool["type"].get(type) == simdjson::SUCCESS && type != "custom") {
-      return Invalid(fmt::format("{}.type: server tool '{}' is not supported by chatd; define a custom tool", path, type),
-                     path + ".type");
+      return Invalid(
+          fmt::format("{}.type: server tool '{}' is not supported by chatd; define a custom tool", path, type),
+          path + ".type");
     }
     auto name = RequiredString(tool, "name", path);
     if (!name) return Unexpected{std::move(name).error()};
@@ -381,17 +386,25 @@ std::string_view AnthropicErrorType(ErrorCode code) {
     case ErrorCode::kInvalidArgument:
     case ErrorCode::kMethodNotAllowed:
     case ErrorCode::kConflict:
-    case ErrorCode::kUnsupportedMediaType: return "invalid_request_error";
-    case ErrorCode::kUnauthenticated: return "authentication_error";
-    case ErrorCode::kPermissionDenied: return "permission_error";
-    case ErrorCode::kNotFound: return "not_found_error";
-    case ErrorCode::kPayloadTooLarge: return "request_too_large";
-    case ErrorCode::kRateLimited: return "rate_limit_error";
-    case ErrorCode::kUnavailable: return "overloaded_error";
+    case ErrorCode::kUnsupportedMediaType:
+      return "invalid_request_error";
+    case ErrorCode::kUnauthenticated:
+      return "authentication_error";
+    case ErrorCode::kPermissionDenied:
+      return "permission_error";
+    case ErrorCode::kNotFound:
+      return "not_found_error";
+    case ErrorCode::kPayloadTooLarge:
+      return "request_too_large";
+    case ErrorCode::kRateLimited:
+      return "rate_limit_error";
+    case ErrorCode::kUnavailable:
+      return "overloaded_error";
     case ErrorCode::kRequestTimeout:
     case ErrorCode::kInternal:
     case ErrorCode::kUpstreamUnavailable:
-    case ErrorCode::kUpstreamTimeout: return "api_error";
+    case ErrorCode::kUpstreamTimeout:
+      return "api_error";
   }
   return "api_error";
 }
@@ -412,8 +425,8 @@ std::string ToolInput(std::string_view arguments) {
   return simdjson::to_string(value);
 }
 
-Expected<std::string> OpenAiToAnthropic(std::string_view completion, std::string_view message_id, std::string_view model,
-                                        const TokenUsage& usage) {
+Expected<std::string> OpenAiToAnthropic(std::string_view completion, std::string_view message_id,
+                                        std::string_view model, const TokenUsage& usage) {
   auto parsed = ParseJson(Parser(), completion);
   object root;
   array choices;
@@ -511,9 +524,10 @@ void AnthropicStream::Chunk(std::string_view data, std::string& out) {
         if (text_block_ < 0) {
           StopOpen(out);
           text_block_ = next_index_++;
-          WriteEvent(out, "content_block_start",
-                     fmt::format(R"({{"type":"content_block_start","index":{},"content_block":{{"type":"text","text":""}}}})",
-                                 text_block_));
+          WriteEvent(
+              out, "content_block_start",
+              fmt::format(R"({{"type":"content_block_start","index":{},"content_block":{{"type":"text","text":""}}}})",
+                          text_block_));
         }
         JsonWriter json;
         json.BeginObject().Field("type", "content_block_delta").Field("index", text_block_).Key("delta").BeginObject();
@@ -544,7 +558,11 @@ void AnthropicStream::Chunk(std::string_view data, std::string& out) {
           if (call["function"]["arguments"].get(arguments) == simdjson::SUCCESS && !arguments.empty()) {
             JsonWriter json;
             json.BeginObject().Field("type", "content_block_delta").Field("index", found->second).Key("delta");
-            json.BeginObject().Field("type", "input_json_delta").Field("partial_json", arguments).EndObject().EndObject();
+            json.BeginObject()
+                .Field("type", "input_json_delta")
+                .Field("partial_json", arguments)
+                .EndObject()
+                .EndObject();
             WriteEvent(out, "content_block_delta", json.str());
           }
         }

@@ -31,8 +31,8 @@ Expected<std::string> AnthropicToOpenAi(std::string_view body);
 /// Translates a non-streamed `chat.completion` into an Anthropic `message`. `usage` is the
 /// accounted usage (reported or estimated); `model` the public model name.
 /// kUpstreamUnavailable when the upstream's answer is not a chat completion.
-Expected<std::string> OpenAiToAnthropic(std::string_view completion, std::string_view message_id, std::string_view model,
-                                        const TokenUsage& usage);
+Expected<std::string> OpenAiToAnthropic(std::string_view completion, std::string_view message_id,
+                                        std::string_view model, const TokenUsage& usage);
 
 /// A tool call's `arguments` (JSON text, possibly malformed) as a tool_use `input`: the
 /// object as it is, anything else as {} (Anthropic's input is always an object).
@@ -68,7 +68,7 @@ class AnthropicStream {
   std::string id_;
   std::string model_;
   int next_index_ = 0;
-  int text_block_ = -1;                    // the open text block, -1 when none
+  int text_block_ = -1;                      // the open text block, -1 when none
   std::map<std::int64_t, int> tool_blocks_;  // OpenAI tool call index → open block index
   std::string finish_reason_;
 };

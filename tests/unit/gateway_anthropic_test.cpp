@@ -159,7 +159,7 @@ TEST(AnthropicResponse, TextAndToolCallsBecomeContentBlocks) {
         {"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Oslo\"}"}},
         {"id":"call_2","type":"function","function":{"name":"broken","arguments":"{not json"}}]},
       "finish_reason":"tool_calls"}]})",
-                                    "msg_1", "gpt-x", usage);
+                                   "msg_1", "gpt-x", usage);
   ASSERT_TRUE(message) << message.error().message;
   EXPECT_EQ(*message, Minified(R"({"id":"msg_1","type":"message","role":"assistant","content":[
       {"type":"text","text":"Checking."},
@@ -202,9 +202,9 @@ TEST(AnthropicStreamTest, TextChunksBecomeOneTextBlock) {
   stream.Chunk(R"({"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":2}})", out);
   stream.End(TokenUsage{.prompt_tokens = 12, .completion_tokens = 2}, out);
   const auto events = Events(out);
-  EXPECT_EQ(Names(events), (std::vector<std::string>{"message_start", "ping", "content_block_start",
-                                                     "content_block_delta", "content_block_delta",
-                                                     "content_block_stop", "message_delta", "message_stop"}));
+  EXPECT_EQ(Names(events),
+            (std::vector<std::string>{"message_start", "ping", "content_block_start", "content_block_delta",
+                                      "content_block_delta", "content_block_stop", "message_delta", "message_stop"}));
   EXPECT_EQ(events[0].data, Minified(R"({"type":"message_start","message":{"id":"msg_1","type":"message",
       "role":"assistant","content":[],"model":"gpt-x","stop_reason":null,"stop_sequence":null,
       "usage":{"input_tokens":12,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":0}}})"));
@@ -224,7 +224,8 @@ TEST(AnthropicStreamTest, ToolCallsBecomeToolUseBlocksAfterTheText) {
   stream.Chunk(R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_a","type":"function",)"
                R"("function":{"name":"get_weather","arguments":""}}]}}]})",
                out);
-  stream.Chunk(R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"ci"}}]}}]})", out);
+  stream.Chunk(R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"ci"}}]}}]})",
+               out);
   stream.Chunk(R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"ty\":1}"}}]}}]})",
                out);
   stream.Chunk(R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_b","function":)"
