@@ -11,9 +11,9 @@
 #include <fmt/format.h>
 
 #include "core/cancel.hpp"
+#include "core/ids.hpp"
 #include "core/json.hpp"
 #include "core/log.hpp"
-#include "core/ids.hpp"
 #include "gateway/anthropic.hpp"
 #include "gateway/completion_meter.hpp"
 #include "gateway/completion_request.hpp"
@@ -224,7 +224,7 @@ class OpenAiFormat final : public AnswerFormat {
 
 class AnthropicFormat final : public AnswerFormat {
  public:
-  AnthropicFormat(std::string id, std::string model) : id_(id), model_(model), stream_(std::move(id), std::move(model)) {}
+  AnthropicFormat(const std::string& id, const std::string& model) : id_(id), model_(model), stream_(id, model) {}
   Expected<std::string> Body(std::string answer, const TokenUsage& usage) override {
     return OpenAiToAnthropic(answer, id_, model_, usage);
   }
@@ -239,7 +239,7 @@ class AnthropicFormat final : public AnswerFormat {
   AnthropicStream stream_;
 };
 
-// Anthropic's message ids: "msg_" and 24 more characters, chatd's from a UUIDv7.
+// Anthropic's message ids: "msg_" and a UUIDv7 in hex (unique, and sorted by time).
 std::string NewMessageId() {
   std::string id = "msg_";
   for (const char c : NewUuidV7()) {
@@ -305,22 +305,21 @@ Task<Expected<CompletionOutcome>> Gateway::Messages(const Caller& caller, std::s
   co_return co_await Complete(caller, *prepared, channel, format);
 }
 
-Task<Expected<CompletionOutcome>> Gateway::Complete(const Caller& caller, const PreparedCompletion& prepared_in,
+Task<Expected<CompletionOutcome>> Gateway::Complete(const Caller& caller, const PreparedCompletion& prepared,
                                                     ClientChannel& channel, AnswerFormat& format) {
-  const PreparedCompletion* prepared = &prepared_in;
   Exchange exchange;
   exchange.started = SteadyClock::now();
   exchange.created_at = clock_.Now();
-  auto resolved = models_.Resolve(prepared->model);
-  if (!resolved) co_return Unexpected{ModelNotFound(prepared->model)};
+  auto resolved = models_.Resolve(prepared.model);
+  if (!resolved) co_return Unexpected{ModelNotFound(prepared.model)};
   const llm::ModelInfo& model = resolved->info;
   if (model.embeddings) {
     co_return MakeError(ErrorCode::kInvalidArgument,
                         fmt::format("The model `{}` is an embedding model: use /v1/embeddings.", model.id), "model");
   }
   exchange.model = &model;
-  const std::int64_t completion_budget = prepared->max_tokens.value_or(config_.default_max_tokens);
-  const std::int64_t estimate = prepared->prompt_tokens_estimate + prepared->n * completion_budget;
+  const std::int64_t completion_budget = prepared.max_tokens.value_or(config_.default_max_tokens);
+  const std::int64_t estimate = prepared.prompt_tokens_estimate + prepared.n * completion_budget;
   auto ticket = co_await admission_.Admit(caller, model.id, estimate);
   if (!ticket) co_return Unexpected{std::move(ticket).error()};
   exchange.ticket = std::move(*ticket);
@@ -332,13 +331,13 @@ Task<Expected<CompletionOutcome>> Gateway::Complete(const Caller& caller, const 
     client_gone = true;
     cancel.Cancel();
   });
-  CompletionMeter meter(prepared->client_wants_usage);
-  const std::int64_t prompt_estimate = prepared->prompt_tokens_estimate;
+  CompletionMeter meter(prepared.client_wants_usage);
+  const std::int64_t prompt_estimate = prepared.prompt_tokens_estimate;
 
   llm::CompletionRequest request;
   request.model = model.upstream_model;
-  request.fields = prepared->fields;
-  request.stream = prepared->stream;
+  request.fields = prepared.fields;
+  request.stream = prepared.stream;
   request.first_byte_timeout = config_.first_byte_timeout;
   request.idle_timeout = config_.idle_timeout;
   request.cancel = &cancel;
@@ -350,7 +349,7 @@ Task<Expected<CompletionOutcome>> Gateway::Complete(const Caller& caller, const 
   }
   llm::CompletionResponse& upstream = **response;
 
-  if (!prepared->stream) {
+  if (!prepared.stream) {
     std::string answer;
     while (true) {
       auto piece = co_await upstream.Read();

@@ -16,6 +16,9 @@
 //   call in whatever phase it is: connecting, waiting for its head, or streaming.
 //   → Admission::Settle and UsageSink::Record, once, with the usage the upstream reported
 //   or, when it reported none or the stream ended early, an estimate of it.
+//
+// POST /v1/messages (Anthropic's Messages API) is translated into a chat completion first
+// and takes the same path; only the answer's form differs (AnswerFormat, gateway.cpp).
 #pragma once
 
 #include <chrono>
