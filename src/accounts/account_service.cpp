@@ -130,8 +130,11 @@ ApiKey ToApiKey(const store::ApiKeyRecord& record) {
   key.expires_at = record.expires_at;
   key.last_used_at = record.last_used_at;
   key.created_at = record.created_at;
+  key.limits = FromRecord(record.limits);
   return key;
 }
+
+Unexpected ApiKeyNotFound() { return MakeError(ErrorCode::kNotFound, "API key not found"); }
 
 }  // namespace
 
@@ -158,6 +161,7 @@ struct AccountService::Impl {
         keys(clock, config.principal_cache_ttl, kMaxCachedPrincipals),
         users(clock, config.principal_cache_ttl, kMaxCachedPrincipals),
         touched(clock, kTouchInterval, kMaxCachedPrincipals),
+        key_limits(clock, config.principal_cache_ttl, kMaxCachedPrincipals),
         // A hash of a random password with the same cost as real ones, so that an unknown
         // email costs one full verification, like a wrong password.
         dummy_hash(HashPassword(RandomToken(16), config.password_hash)) {}
@@ -344,6 +348,24 @@ struct AccountService::Impl {
   void InvalidateApiKey(std::string_view key_id) {
     Invalidated();
     keys.EraseIf([&](std::string_view, const CachedKey& entry) { return entry.principal.api_key_id == key_id; });
+    key_limits.Erase(key_id);
+  }
+
+  /// Applies `change` to the live key `key_id` of `owner_id` (empty: of anyone).
+  Task<Expected<ApiKey>> UpdateLimits(std::string owner_id, std::string_view key_id, const KeyLimitsChange& change) {
+    if (!LooksLikeUuid(key_id)) co_return ApiKeyNotFound();
+    auto found = co_await repo.FindLiveApiKey(key_id);
+    if (!found) co_return Unexpected{std::move(found).error()};
+    if (!found->has_value() || (!owner_id.empty() && (*found)->user_id != owner_id)) co_return ApiKeyNotFound();
+    KeyLimits limits = ApplyChange(FromRecord((*found)->limits), change);
+    if (auto valid = NormalizeKeyLimits(limits); !valid) co_return Unexpected{std::move(valid).error()};
+    const store::ApiKeyLimitsRecord record = ToRecord(limits);
+    auto updated = co_await repo.UpdateApiKeyLimits(owner_id, key_id, record);
+    if (!updated) co_return Unexpected{std::move(updated).error()};
+    if (!updated->has_value()) co_return ApiKeyNotFound();  // revoked meanwhile
+    Invalidated();
+    key_limits.Erase(key_id);
+    co_return ToApiKey(**updated);
   }
 
   // A cache miss that read the database before a change committed must not put its stale
@@ -362,6 +384,7 @@ struct AccountService::Impl {
   cache::TtlCache<CachedKey> keys;    // SHA-256 of an API key -> its principal
   cache::TtlCache<UserStatus> users;  // user id -> status, for access tokens
   cache::TtlCache<bool> touched;      // API key ids whose last_used_at is fresh
+  cache::TtlCache<std::shared_ptr<const KeyLimits>> key_limits;  // API key id -> its limits
   std::string dummy_hash;
   std::atomic<std::uint64_t> invalidations{0};
 };
@@ -589,6 +612,9 @@ Task<Expected<CreatedApiKey>> AccountService::CreateApiKey(const Principal& call
     expires_at = FormatRfc3339(*parsed);
   }
 
+  KeyLimits limits = request.limits;
+  if (auto valid = NormalizeKeyLimits(limits); !valid) co_return Unexpected{std::move(valid).error()};
+
   CreatedApiKey created;
   created.secret = NewApiKeySecret();
   store::ApiKeyRecord record;
@@ -600,6 +626,7 @@ Task<Expected<CreatedApiKey>> AccountService::CreateApiKey(const Principal& call
   record.scopes = ScopesJson(scopes);
   record.expires_at = expires_at;
   record.created_at = FormatRfc3339(now);
+  record.limits = ToRecord(limits);
   auto inserted = co_await impl.repo.InsertApiKey(record);
   if (!inserted) co_return Unexpected{std::move(inserted).error()};
   created.key = ToApiKey(record);
@@ -618,15 +645,41 @@ Task<Expected<Page<ApiKey>>> AccountService::ListApiKeys(const Principal& caller
 
 Task<Expected<void>> AccountService::RevokeApiKey(const Principal& caller, std::string_view key_id) {
   Impl& impl = *impl_;
-  const auto not_found = [] { return MakeError(ErrorCode::kNotFound, "API key not found"); };
-  if (!LooksLikeUuid(key_id)) co_return not_found();
+  if (!LooksLikeUuid(key_id)) co_return ApiKeyNotFound();
   const std::string now = impl.Now();
   auto revoked = co_await impl.repo.RevokeApiKey(caller.user_id, key_id, now);
   if (!revoked) co_return Unexpected{std::move(revoked).error()};
-  if (!*revoked) co_return not_found();
+  if (!*revoked) co_return ApiKeyNotFound();
   impl.InvalidateApiKey(key_id);
   impl.Revoke({caller.user_id, std::string(key_id)});
   co_return Expected<void>{};
+}
+
+Task<Expected<ApiKey>> AccountService::UpdateApiKeyLimits(const Principal& caller, std::string_view key_id,
+                                                          const KeyLimitsChange& change) {
+  if (caller.ViaApiKey()) co_return NeedsSession();
+  co_return co_await impl_->UpdateLimits(caller.user_id, key_id, change);
+}
+
+Task<Expected<ApiKey>> AccountService::AdminUpdateApiKeyLimits(const Principal& caller, std::string_view key_id,
+                                                               const KeyLimitsChange& change) {
+  if (!caller.IsAdmin()) co_return NeedsAdmin();
+  co_return co_await impl_->UpdateLimits({}, key_id, change);
+}
+
+Task<Expected<std::shared_ptr<const KeyLimits>>> AccountService::ApiKeyLimits(std::string_view key_id) {
+  Impl& impl = *impl_;
+  if (auto cached = impl.key_limits.Get(key_id)) co_return std::move(*cached);
+  if (!LooksLikeUuid(key_id)) co_return ApiKeyNotFound();
+  const std::uint64_t epoch = impl.invalidations.load();
+  auto found = co_await impl.repo.FindLiveApiKey(key_id);
+  if (!found) co_return Unexpected{std::move(found).error()};
+  if (!found->has_value()) co_return ApiKeyNotFound();
+  auto limits = std::make_shared<const KeyLimits>(FromRecord((*found)->limits));
+  const std::string id(key_id);
+  impl.key_limits.Put(id, limits);
+  if (impl.invalidations.load() != epoch) impl.key_limits.Erase(id);  // see Invalidated()
+  co_return limits;
 }
 
 Task<Expected<Page<User>>> AccountService::ListUsers(const Principal& caller, std::string_view query,

@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "accounts/key_limits.hpp"
 #include "accounts/passwords.hpp"
 #include "accounts/principal.hpp"
 #include "core/asio.hpp"
@@ -75,6 +76,7 @@ struct ApiKey {
   std::string expires_at;    // empty: never
   std::string last_used_at;  // empty: never
   std::string created_at;
+  KeyLimits limits;
 };
 
 struct CreatedApiKey {
@@ -86,6 +88,7 @@ struct NewApiKey {
   std::string name;
   std::vector<std::string> scopes;  // empty: all of "chat", "gateway" (+ "admin" for admins)
   std::string expires_at;           // RFC 3339, empty: never; must be in the future
+  KeyLimits limits;                 // none by default
 };
 
 struct ProfileChange {
@@ -153,6 +156,18 @@ class AccountService {
   Task<Expected<Page<ApiKey>>> ListApiKeys(const Principal& caller, const PageRequest& page);
   /// kNotFound for a key that is not the caller's. Takes effect at once on this instance.
   Task<Expected<void>> RevokeApiKey(const Principal& caller, std::string_view key_id);
+  /// Changes the limits of one of the caller's live keys; needs an access token (a key
+  /// must not raise its own limits). kNotFound for a key that is not the caller's.
+  /// Takes effect at once on this instance, on others within principal_cache_ttl.
+  Task<Expected<ApiKey>> UpdateApiKeyLimits(const Principal& caller, std::string_view key_id,
+                                            const KeyLimitsChange& change);
+  /// The same for an admin, on any user's live key (kPermissionDenied for others).
+  Task<Expected<ApiKey>> AdminUpdateApiKeyLimits(const Principal& caller, std::string_view key_id,
+                                                 const KeyLimitsChange& change);
+  /// The limits of a live key, for the gateway's admission on every /v1 request: through
+  /// a cache (principal_cache_ttl) erased at once by changes made on this instance.
+  /// kNotFound when the key is revoked or does not exist. Never null.
+  Task<Expected<std::shared_ptr<const KeyLimits>>> ApiKeyLimits(std::string_view key_id);
 
   /// Admin only (kPermissionDenied otherwise). `query` filters by email or name.
   Task<Expected<Page<User>>> ListUsers(const Principal& caller, std::string_view query, const PageRequest& page);

@@ -31,6 +31,42 @@ void WriteUser(JsonWriter& json, const accounts::User& user) {
   json.EndObject();
 }
 
+// The limits of a key; null for each one not set.
+void WriteKeyLimits(JsonWriter& json, const accounts::KeyLimits& limits) {
+  json.Key("allowed_models");
+  if (limits.allowed_models.empty()) {
+    json.Null();
+  } else {
+    json.BeginArray();
+    for (const auto& model : limits.allowed_models) json.String(model);
+    json.EndArray();
+  }
+  json.Key("rpm_limit");
+  if (limits.rpm)
+    json.Int(*limits.rpm);
+  else
+    json.Null();
+  json.Key("tpm_limit");
+  if (limits.tpm)
+    json.Int(*limits.tpm);
+  else
+    json.Null();
+  json.Key("budget");
+  if (limits.budget) {
+    json.BeginObject().Key("amount");
+    if (limits.budget->unit == accounts::BudgetUnit::kTokens) {
+      json.Int(static_cast<std::int64_t>(limits.budget->amount));
+    } else {
+      json.Double(limits.budget->amount);
+    }
+    json.Field("unit", accounts::BudgetUnitName(limits.budget->unit))
+        .Field("period", accounts::BudgetPeriodName(limits.budget->period))
+        .EndObject();
+  } else {
+    json.Null();
+  }
+}
+
 void WriteApiKey(JsonWriter& json, const accounts::ApiKey& key, std::string_view secret = {}) {
   json.BeginObject().Field("id", key.id);
   if (!secret.empty()) json.Field("key", secret);
@@ -39,7 +75,69 @@ void WriteApiKey(JsonWriter& json, const accounts::ApiKey& key, std::string_view
   json.EndArray();
   WriteNullable(json, "expires_at", key.expires_at);
   WriteNullable(json, "last_used_at", key.last_used_at);
-  json.Field("created_at", key.created_at).EndObject();
+  json.Field("created_at", key.created_at);
+  WriteKeyLimits(json, key.limits);
+  json.EndObject();
+}
+
+http::Response ApiKeyResponse(const accounts::ApiKey& key) {
+  JsonWriter json;
+  WriteApiKey(json, key);
+  return http::Response::Json(200, std::move(json).str());
+}
+
+// The limit fields of a key's JSON: each absent one stays out of the change, a null one
+// removes that limit.
+Expected<accounts::KeyLimitsChange> ReadKeyLimits(const JsonObject& body) {
+  accounts::KeyLimitsChange change;
+  if (body.IsNull("allowed_models")) {
+    change.allowed_models.emplace(std::nullopt);
+  } else {
+    auto models = body.OptionalStringArray("allowed_models");
+    if (!models) return Unexpected{std::move(models).error()};
+    if (*models) {
+      if ((*models)->empty()) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "allowed_models must name at least one model; null allows every model", "allowed_models");
+      }
+      change.allowed_models.emplace(std::move(**models));
+    }
+  }
+  for (const auto& [field, target] : {std::pair{"rpm_limit", &change.rpm}, std::pair{"tpm_limit", &change.tpm}}) {
+    if (body.IsNull(field)) {
+      target->emplace(std::nullopt);
+      continue;
+    }
+    auto value = body.OptionalInt(field);
+    if (!value) return Unexpected{std::move(value).error()};
+    if (*value) target->emplace(**value);
+  }
+  if (body.IsNull("budget")) {
+    change.budget.emplace(std::nullopt);
+  } else {
+    auto object = body.OptionalObject("budget");
+    if (!object) return Unexpected{std::move(object).error()};
+    if (*object) {
+      const JsonObject& budget_json = **object;
+      auto amount = budget_json.OptionalNumber("amount");
+      if (!amount) return Unexpected{std::move(amount).error()};
+      if (!*amount) return MakeError(ErrorCode::kInvalidArgument, "budget.amount is required", "budget.amount");
+      auto unit_name = budget_json.RequiredString("unit");
+      if (!unit_name) return Unexpected{std::move(unit_name).error()};
+      const auto unit = accounts::ParseBudgetUnit(*unit_name);
+      if (!unit) {
+        return MakeError(ErrorCode::kInvalidArgument, "budget.unit must be \"tokens\" or \"usd\"", "budget.unit");
+      }
+      auto period_name = budget_json.RequiredString("period");
+      if (!period_name) return Unexpected{std::move(period_name).error()};
+      const auto period = accounts::ParseBudgetPeriod(*period_name);
+      if (!period) {
+        return MakeError(ErrorCode::kInvalidArgument, "budget.period must be \"day\" or \"month\"", "budget.period");
+      }
+      change.budget.emplace(accounts::Budget{**amount, *unit, *period});
+    }
+  }
+  return change;
 }
 
 http::Response UserResponse(int status, const accounts::User& user) {
@@ -212,8 +310,10 @@ Task<http::Response> AccountsApi::CreateApiKey(http::Request& request, const Pri
   if (!scopes) co_return ErrorResponse(scopes.error());
   auto expires_at = body->OptionalString("expires_at");
   if (!expires_at) co_return ErrorResponse(expires_at.error());
+  auto limits = ReadKeyLimits(*body);
+  if (!limits) co_return ErrorResponse(limits.error());
   accounts::NewApiKey key{std::string(*name), scopes->value_or(std::vector<std::string>{}),
-                          std::string(expires_at->value_or(""))};
+                          std::string(expires_at->value_or("")), accounts::ApplyChange({}, *limits)};
   auto created = co_await accounts_.CreateApiKey(caller, key);
   if (!created) co_return ErrorResponse(created.error());
   JsonWriter json;
@@ -227,6 +327,26 @@ Task<http::Response> AccountsApi::RevokeApiKey(http::Request& request, const Pri
   auto done = co_await accounts_.RevokeApiKey(caller, request.Param("id"));
   if (!done) co_return ErrorResponse(done.error());
   co_return http::Response::NoContent();
+}
+
+Task<http::Response> AccountsApi::UpdateApiKey(http::Request& request, const Principal& caller) {
+  auto body = BodyObject(request);
+  if (!body) co_return ErrorResponse(body.error());
+  auto change = ReadKeyLimits(*body);
+  if (!change) co_return ErrorResponse(change.error());
+  auto key = co_await accounts_.UpdateApiKeyLimits(caller, request.Param("id"), *change);
+  if (!key) co_return ErrorResponse(key.error());
+  co_return ApiKeyResponse(*key);
+}
+
+Task<http::Response> AccountsApi::AdminUpdateApiKey(http::Request& request, const Principal& caller) {
+  auto body = BodyObject(request);
+  if (!body) co_return ErrorResponse(body.error());
+  auto change = ReadKeyLimits(*body);
+  if (!change) co_return ErrorResponse(change.error());
+  auto key = co_await accounts_.AdminUpdateApiKeyLimits(caller, request.Param("id"), *change);
+  if (!key) co_return ErrorResponse(key.error());
+  co_return ApiKeyResponse(*key);
 }
 
 Task<http::Response> AccountsApi::AdminListUsers(http::Request& request, const Principal& caller) {

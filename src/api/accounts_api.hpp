@@ -25,9 +25,13 @@ class AccountsApi {
   Task<http::Response> ListApiKeys(http::Request& request, const accounts::Principal& caller);
   Task<http::Response> CreateApiKey(http::Request& request, const accounts::Principal& caller);
   Task<http::Response> RevokeApiKey(http::Request& request, const accounts::Principal& caller);
+  /// PATCH /api-keys/{id}: the owner changes the key's limits (an access token only).
+  Task<http::Response> UpdateApiKey(http::Request& request, const accounts::Principal& caller);
 
   Task<http::Response> AdminListUsers(http::Request& request, const accounts::Principal& caller);
   Task<http::Response> AdminUpdateUser(http::Request& request, const accounts::Principal& caller);
+  /// PATCH /admin/api-keys/{id}: an admin changes the limits of anyone's key.
+  Task<http::Response> AdminUpdateApiKey(http::Request& request, const accounts::Principal& caller);
 
  private:
   accounts::AccountService& accounts_;

@@ -21,6 +21,9 @@ http::Response ErrorResponse(const Error& error) {
       shown.param.clear();
     }
   }
+  if (retry_after.empty() && error.code == ErrorCode::kRateLimited && error.retry_after.count() > 0) {
+    retry_after = std::to_string(std::chrono::ceil<std::chrono::seconds>(error.retry_after).count());
+  }
   http::Response response = http::Response::FromError(shown);
   if (error.code == ErrorCode::kUnauthenticated) response.AddHeader("WWW-Authenticate", "Bearer");
   if (!retry_after.empty()) response.AddHeader("Retry-After", retry_after);
@@ -106,8 +109,9 @@ http::Handler Guard::Protect(Access access, PrincipalHandler handler) {
     if (!principal) co_return ErrorResponse(principal.error());
 
     // Sessions share the user's app-API bucket. An API key is limited by the limits set
-    // on the key itself (none unless set; per-key RPM/TPM arrive with the gateway), so a
-    // busy integration does not throttle its owner's interactive use, and vice versa.
+    // on the key itself (none unless set; its RPM/TPM and budget apply to the gateway's
+    // /v1 requests: gateway/key_limiter.hpp), so a busy integration does not throttle its
+    // owner's interactive use, and vice versa.
     std::vector<std::pair<std::string, std::string>> headers;
     if (!principal->ViaApiKey()) {
       auto refusal = co_await Limit("api:" + principal->user_id, config_.api, headers);

@@ -34,7 +34,8 @@ enum class Access {
 using PrincipalHandler = std::function<Task<http::Response>(http::Request&, const accounts::Principal&)>;
 
 /// The JSON error response for `error`, with WWW-Authenticate on 401 and Retry-After on
-/// 429 (whose Error.param carries the seconds to wait, when known).
+/// 429 (whose Error.param carries the seconds to wait, when known, or else
+/// Error::retry_after, rounded up to whole seconds).
 http::Response ErrorResponse(const Error& error);
 
 class Guard {

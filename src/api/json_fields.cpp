@@ -53,6 +53,14 @@ Expected<std::optional<std::int64_t>> JsonObject::OptionalInt(std::string_view k
   return std::optional<std::int64_t>(number);
 }
 
+Expected<std::optional<double>> JsonObject::OptionalNumber(std::string_view key) const {
+  simdjson::dom::element value;
+  if (object_.at_key(key).get(value) != simdjson::SUCCESS || value.is_null()) return std::optional<double>{};
+  double number = 0;  // integers convert
+  if (!value.is_number() || value.get(number) != simdjson::SUCCESS) return WrongType(key, "a number");
+  return std::optional<double>(number);
+}
+
 Expected<std::optional<JsonObject>> JsonObject::OptionalObject(std::string_view key) const {
   simdjson::dom::element value;
   if (object_.at_key(key).get(value) != simdjson::SUCCESS || value.is_null()) return std::optional<JsonObject>{};

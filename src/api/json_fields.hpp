@@ -26,6 +26,8 @@ class JsonObject {
   Expected<std::string_view> RequiredString(std::string_view key) const;
   Expected<std::optional<bool>> OptionalBool(std::string_view key) const;
   Expected<std::optional<std::int64_t>> OptionalInt(std::string_view key) const;
+  /// Any JSON number, integer or not.
+  Expected<std::optional<double>> OptionalNumber(std::string_view key) const;
   /// A nested object (absent or null → nullopt), whose errors name `<path>.<key>.<field>`.
   Expected<std::optional<JsonObject>> OptionalObject(std::string_view key) const;
   Expected<std::optional<std::vector<std::string>>> OptionalStringArray(std::string_view key) const;

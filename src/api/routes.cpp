@@ -17,6 +17,7 @@ void AddRoutes(http::Router& router, Services& services, std::string_view prefix
   auto& chat = services.chat;
   auto& search = services.search;
   auto& archive = services.archive;
+  auto& usage = services.usage;
   const std::string api(prefix);
 
   // Public: method, path, handler.
@@ -59,6 +60,11 @@ void AddRoutes(http::Router& router, Services& services, std::string_view prefix
   protect(Method::kGet, api + "/api-keys", Access::kUser, accounts, &AccountsApi::ListApiKeys);
   protect(Method::kPost, api + "/api-keys", Access::kSession, accounts, &AccountsApi::CreateApiKey);
   protect(Method::kDelete, api + "/api-keys/{id}", Access::kUser, accounts, &AccountsApi::RevokeApiKey);
+  // A key must not raise its own limits: changing them takes an access token.
+  protect(Method::kPatch, api + "/api-keys/{id}", Access::kSession, accounts, &AccountsApi::UpdateApiKey);
+  protect(Method::kPatch, api + "/admin/api-keys/{id}", Access::kAdmin, accounts, &AccountsApi::AdminUpdateApiKey);
+  protect(Method::kGet, api + "/usage", Access::kUser, usage, &UsageApi::Own);
+  protect(Method::kGet, api + "/admin/usage", Access::kAdmin, usage, &UsageApi::Admin);
   protect(Method::kGet, api + "/admin/users", Access::kAdmin, accounts, &AccountsApi::AdminListUsers);
   protect(Method::kPatch, api + "/admin/users/{id}", Access::kAdmin, accounts, &AccountsApi::AdminUpdateUser);
   protect(Method::kPost, api + "/conversations", Access::kUser, conversations, &ConversationsApi::Create);

@@ -10,6 +10,7 @@
 #include "api/messages_api.hpp"
 #include "api/operations.hpp"
 #include "api/search_api.hpp"
+#include "api/usage_api.hpp"
 #include "http/router.hpp"
 
 namespace chatd::api {
@@ -25,6 +26,7 @@ struct Services {
   ChatSocket& chat_socket;
   SearchApi& search;
   ArchiveApi& archive;
+  UsageApi& usage;
   GatewayApi& gateway;
 };
 

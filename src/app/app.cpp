@@ -26,6 +26,7 @@
 #include "api/operations.hpp"
 #include "api/routes.hpp"
 #include "api/search_api.hpp"
+#include "api/usage_api.hpp"
 #include "cache/rate_limiter.hpp"
 #include "chat/conversation_archive.hpp"
 #include "chat/conversation_service.hpp"
@@ -44,10 +45,14 @@
 #include "http/client.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
+#include "gateway/key_limiter.hpp"
+#include "gateway/usage_recorder.hpp"
+#include "gateway/usage_service.hpp"
 #include "http/middleware.hpp"
 #include "http/router.hpp"
 #include "http/server.hpp"
 #include "store/open.hpp"
+#include "store/usage_repository.hpp"
 
 namespace chatd::app {
 
@@ -190,14 +195,21 @@ int Serve(const AppConfig& loaded) {
   api::SearchApi search_api(search);
   chat::ConversationArchive archive(*database, clock);
   api::ArchiveApi archive_api(archive);
-  // The OpenAI-compatible gateway. Admission (key limits, budgets) and usage recording are
-  // the defaults until their implementations are wired here.
-  gateway::AdmitAll admission;
-  gateway::DiscardUsageSink usage_sink;
-  gateway::Gateway gateway(config.gateway, models, admission, usage_sink, clock, llm_metrics);
+  // Gateway: admission by the API key's limits and budgets (counters in this process,
+  // started from the stored usage), and usage events written in the background.
+  store::UsageRepository usage_events(*database);
+  gateway::UsageRecorder usage_recorder(config.usage, usage_events, metrics);
+  gateway::KeyLimiter key_limiter(
+      [&accounts](std::string key_id) -> Task<Expected<std::shared_ptr<const accounts::KeyLimits>>> {
+        co_return co_await accounts.ApiKeyLimits(key_id);
+      },
+      usage_events, models, clock, metrics);
+  gateway::UsageService usage_reports(usage_events, clock);
+  api::UsageApi usage_api(usage_reports);
+  gateway::Gateway gateway(config.gateway, models, key_limiter, usage_recorder, clock, llm_metrics);
   api::GatewayApi gateway_api(guard, gateway);
-  api::Services services{operations, guard,       accounts_api, conversations_api, messages_api,
-                         chat_api,   chat_socket, search_api,   archive_api,       gateway_api};
+  api::Services services{operations, guard,       accounts_api, conversations_api, messages_api, chat_api,
+                         chat_socket, search_api, archive_api,  usage_api,         gateway_api};
   http::Router router;
   api::AddRoutes(router, services, config.api_prefix);
 
@@ -265,8 +277,11 @@ int Serve(const AppConfig& loaded) {
       },
       asio::detached);
 
+  usage_recorder.Start();
   server.Run();
   signals.cancel();
+  // Every request has ended: store the usage still buffered, then close the database.
+  usage_recorder.Stop();
   hashing_pool.Stop();
   database->Close();
   log::Info("stopped", {{"exit_code", exit_code}});

@@ -128,6 +128,16 @@ Expected<AppConfig> LoadConfig(const EnvSource& env) {
   config.gateway.idle_timeout = chat.idle_timeout;
   config.gateway.default_max_tokens = chat.default_max_tokens;
 
+  auto& usage = config.usage;
+  usage.buffer_size = static_cast<std::size_t>(read.Integer("USAGE_BUFFER_SIZE", 10'000, 1, 10'000'000));
+  usage.batch_size = static_cast<std::size_t>(read.Integer("USAGE_BATCH_SIZE", 500, 1, 10'000));
+  usage.flush_interval = read.Duration("USAGE_FLUSH_INTERVAL", std::chrono::seconds(1));
+  usage.shutdown_timeout = read.Duration("USAGE_SHUTDOWN_TIMEOUT", std::chrono::seconds(10));
+  if (usage.flush_interval.count() <= 0) {
+    read.Fail("USAGE_FLUSH_INTERVAL", env.Get("USAGE_FLUSH_INTERVAL").value_or(""), "is not positive",
+              "a duration such as 500ms or 1s");
+  }
+
   auto& client = config.llm_client;
   client.connect_timeout = read.Duration("LLM_CONNECT_TIMEOUT", std::chrono::seconds(10));
   client.first_byte_timeout = chat.first_byte_timeout;
@@ -308,6 +318,10 @@ std::string DescribeConfig(const AppConfig& config) {
   line("WEBSOCKET_MAX_MESSAGE", s.websocket.max_message);
   line("WEBSOCKET_IDLE_TIMEOUT", fmt::format("{}ms", s.websocket.idle_timeout.count()));
   line("SHUTDOWN_TIMEOUT", fmt::format("{}ms", s.shutdown_timeout.count()));
+  line("USAGE_BUFFER_SIZE", config.usage.buffer_size);
+  line("USAGE_BATCH_SIZE", config.usage.batch_size);
+  line("USAGE_FLUSH_INTERVAL", fmt::format("{}ms", config.usage.flush_interval.count()));
+  line("USAGE_SHUTDOWN_TIMEOUT", fmt::format("{}ms", config.usage.shutdown_timeout.count()));
   return out;
 }
 

@@ -9,12 +9,13 @@
 #include "accounts/account_service.hpp"
 #include "api/guard.hpp"
 #include "chat/chat_service.hpp"
-#include "llm/demo_provider.hpp"
 #include "core/config_env.hpp"
 #include "core/log.hpp"
+#include "gateway/usage_recorder.hpp"
 #include "gateway/gateway.hpp"
 #include "http/client.hpp"
 #include "http/server.hpp"
+#include "llm/demo_provider.hpp"
 #include "llm/router.hpp"
 #include "store/open.hpp"
 
@@ -43,6 +44,7 @@ struct AppConfig {
   std::string models_file;    // MODELS_FILE
   http::ClientConfig llm_client;  // the outbound client the providers share (LLM_CONNECT_TIMEOUT, LLM_CA_FILE, ...)
   llm::RouterConfig llm;      // upstreams (OPENAI_*, DEEPSEEK_*, MODELS_FILE) and models
+  gateway::UsageRecorderConfig usage;  // USAGE_*: the usage events' buffer and flusher
   gateway::GatewayConfig gateway;  // /v1: the LLM_* timeouts and LLM_MAX_TOKENS, as the chat turn's
 };
 

@@ -88,12 +88,7 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 
 ChatMetrics::ChatMetrics(metrics::Registry& registry, llm::CallMetrics& llm)
     : messages_processed(registry.AddCounter("chat_messages_processed_total", "Chat turns started.").WithLabels({})),
-      requests(llm.requests),
-      duration(llm.duration),
-      first_token(llm.first_token),
-      tokens(llm.tokens),
-      prompt_tokens(llm.prompt_tokens),
-      completion_tokens(llm.completion_tokens) {}
+      llm(llm) {}
 
 // What a generation needs once started, shared with its coroutine.
 struct ChatService::Call {
@@ -300,10 +295,8 @@ Task<void> ChatService::Generate(std::shared_ptr<Generation> generation, std::sh
     if (!stored) log::Warn("cannot store the answer", {{"message_id", message_id}, {"error", stored.error().message}});
   };
   auto record = [&](std::string_view status) {
-    metrics_.requests.WithLabels({provider_name, call->model.id, std::string(status)}).Inc();
-    metrics_.duration.WithLabels({provider_name, call->model.id}).Observe(SecondsSince(started));
-    metrics_.prompt_tokens.Inc(static_cast<std::uint64_t>(std::max<std::int64_t>(0, progress.prompt_tokens)));
-    metrics_.completion_tokens.Inc(static_cast<std::uint64_t>(std::max<std::int64_t>(0, progress.completion_tokens)));
+    metrics_.llm.Record(provider_name, call->model.id, status, SecondsSince(started), progress.prompt_tokens,
+                        progress.completion_tokens);
   };
   auto fail = [&](Error error) -> Task<void> {
     progress.status = "error";
@@ -345,7 +338,7 @@ Task<void> ChatService::Generate(std::shared_ptr<Generation> generation, std::sh
     if (!piece.delta.empty()) {
       if (first_token) {
         first_token = false;
-        metrics_.first_token.WithLabels({provider_name, call->model.id}).Observe(SecondsSince(started));
+        metrics_.llm.first_token.WithLabels({provider_name, call->model.id}).Observe(SecondsSince(started));
       }
       if (generation->content_size() + piece.delta.size() <= kMaxStoredAnswerBytes) {
         generation->AppendDelta(piece.delta);

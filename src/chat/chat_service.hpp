@@ -67,16 +67,12 @@ struct ChatConfig {
 };
 
 /// The chat metrics, and the model-call metrics it shares with the gateway
-/// (llm/call_metrics.hpp), registered once.
+/// (llm/call_metrics.hpp: llm_requests_total, llm_request_duration_seconds,
+/// llm_time_to_first_token_seconds, llm_tokens_total).
 struct ChatMetrics {
   ChatMetrics(metrics::Registry& registry, llm::CallMetrics& llm);
-  metrics::Counter& messages_processed;             // chat_messages_processed_total
-  metrics::Family<metrics::Counter>& requests;      // llm_requests_total{provider,model,status}
-  metrics::Family<metrics::Histogram>& duration;    // llm_request_duration_seconds{provider,model}
-  metrics::Family<metrics::Histogram>& first_token; // llm_time_to_first_token_seconds{provider,model}
-  metrics::Family<metrics::Counter>& tokens;        // llm_tokens_total{type}
-  metrics::Counter& prompt_tokens;                  // llm_tokens_total{type="prompt"}
-  metrics::Counter& completion_tokens;              // llm_tokens_total{type="completion"}
+  metrics::Counter& messages_processed;  // chat_messages_processed_total
+  llm::CallMetrics& llm;
 };
 
 class ChatService {

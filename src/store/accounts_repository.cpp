@@ -69,11 +69,21 @@ constexpr std::string_view kRevokeFamilyByHash =
     "(SELECT family_id FROM refresh_tokens WHERE token_hash = $1)";
 
 constexpr std::string_view kApiKeyColumns =
-    "id, user_id, name, key_hash, prefix, scopes, expires_at, last_used_at, revoked_at, created_at";
+    "id, user_id, name, key_hash, prefix, scopes, expires_at, last_used_at, revoked_at, created_at, "
+    "allowed_models, rpm_limit, tpm_limit, budget_amount, budget_unit, budget_period";
 
 constexpr std::string_view kInsertApiKey =
-    "INSERT INTO api_keys (id, user_id, name, key_hash, prefix, scopes, expires_at, created_at) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    "INSERT INTO api_keys (id, user_id, name, key_hash, prefix, scopes, expires_at, created_at, "
+    "allowed_models, rpm_limit, tpm_limit, budget_amount, budget_unit, budget_period) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+
+// $8 empty: an admin's change, whoever owns the key.
+constexpr std::string_view kUpdateApiKeyLimits =
+    "UPDATE api_keys SET allowed_models = $1, rpm_limit = $2, tpm_limit = $3, budget_amount = $4, "
+    "budget_unit = $5, budget_period = $6 "
+    "WHERE id = $7 AND (user_id = $8 OR $8 = '') AND revoked_at IS NULL RETURNING ";
+
+constexpr std::string_view kFindLiveApiKey = "FROM api_keys WHERE id = $1 AND revoked_at IS NULL";
 
 constexpr std::string_view kRevokeApiKey =
     "UPDATE api_keys SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL";
@@ -81,7 +91,9 @@ constexpr std::string_view kRevokeApiKey =
 constexpr std::string_view kFindApiKeyByHash =
     "SELECT k.id AS id, k.user_id AS user_id, k.name AS name, k.key_hash AS key_hash, k.prefix AS prefix, "
     "k.scopes AS scopes, k.expires_at AS expires_at, k.last_used_at AS last_used_at, "
-    "k.revoked_at AS revoked_at, k.created_at AS created_at, "
+    "k.revoked_at AS revoked_at, k.created_at AS created_at, k.allowed_models AS allowed_models, "
+    "k.rpm_limit AS rpm_limit, k.tpm_limit AS tpm_limit, k.budget_amount AS budget_amount, "
+    "k.budget_unit AS budget_unit, k.budget_period AS budget_period, "
     "u.email AS email, u.role AS role, u.is_active AS is_active "
     "FROM api_keys k JOIN users u ON u.id = k.user_id "
     "WHERE k.key_hash = $1 AND k.revoked_at IS NULL";
@@ -91,6 +103,8 @@ constexpr std::string_view kTouchApiKey = "UPDATE api_keys SET last_used_at = $3
 // --- helpers -------------------------------------------------------------------------
 
 Param Nullable(const std::string& text) { return text.empty() ? Param(nullptr) : Param(text); }
+Param Nullable(const std::optional<std::int64_t>& value) { return value ? Param(*value) : Param(nullptr); }
+Param Nullable(const std::optional<double>& value) { return value ? Param(*value) : Param(nullptr); }
 
 UserRecord ReadUser(const Result& rows, std::size_t i) {
   UserRecord user;
@@ -121,6 +135,13 @@ ApiKeyRecord ReadApiKey(const Result& rows, std::size_t i) {
   key.last_used_at = rows.Text(i, "last_used_at");
   key.revoked_at = rows.Text(i, "revoked_at");
   key.created_at = rows.Text(i, "created_at");
+  ApiKeyLimitsRecord& limits = key.limits;
+  limits.allowed_models = rows.Text(i, "allowed_models");
+  if (!rows.IsNull(i, "rpm_limit")) limits.rpm_limit = rows.Int(i, "rpm_limit");
+  if (!rows.IsNull(i, "tpm_limit")) limits.tpm_limit = rows.Int(i, "tpm_limit");
+  if (!rows.IsNull(i, "budget_amount")) limits.budget_amount = rows.Number(i, "budget_amount");
+  limits.budget_unit = rows.Text(i, "budget_unit");
+  limits.budget_period = rows.Text(i, "budget_period");
   return key;
 }
 
@@ -333,8 +354,21 @@ Task<Expected<void>> AccountsRepository::RevokeRefreshFamily(std::string_view to
 // --- API keys --------------------------------------------------------------------------
 
 Task<Expected<void>> AccountsRepository::InsertApiKey(const ApiKeyRecord& key) {
-  Params params{key.id,        key.user_id, key.name, key.key_hash, key.prefix, key.scopes, Nullable(key.expires_at),
-                key.created_at};
+  const ApiKeyLimitsRecord& limits = key.limits;
+  Params params{key.id,
+                key.user_id,
+                key.name,
+                key.key_hash,
+                key.prefix,
+                key.scopes,
+                Nullable(key.expires_at),
+                key.created_at,
+                Nullable(limits.allowed_models),
+                Nullable(limits.rpm_limit),
+                Nullable(limits.tpm_limit),
+                Nullable(limits.budget_amount),
+                Nullable(limits.budget_unit),
+                Nullable(limits.budget_period)};
   auto inserted = co_await db_.Execute(kInsertApiKey, std::move(params));
   if (!inserted) co_return Unexpected{std::move(inserted).error()};
   co_return Expected<void>{};
@@ -370,6 +404,33 @@ Task<Expected<std::optional<ApiKeyOwner>>> AccountsRepository::FindApiKeyByHash(
   owner.role = rows->Text(0, "role");
   owner.is_active = rows->Int(0, "is_active") != 0;
   co_return std::optional<ApiKeyOwner>(std::move(owner));
+}
+
+Task<Expected<std::optional<ApiKeyRecord>>> AccountsRepository::FindLiveApiKey(std::string_view key_id) {
+  Params params{std::string(key_id)};
+  const std::string sql = "SELECT " + std::string(kApiKeyColumns) + " " + std::string(kFindLiveApiKey);
+  auto rows = co_await db_.Execute(sql, std::move(params));
+  if (!rows) co_return Unexpected{std::move(rows).error()};
+  if (rows->empty()) co_return std::optional<ApiKeyRecord>();
+  co_return std::optional<ApiKeyRecord>(ReadApiKey(*rows, 0));
+}
+
+Task<Expected<std::optional<ApiKeyRecord>>> AccountsRepository::UpdateApiKeyLimits(std::string_view user_id,
+                                                                                   std::string_view key_id,
+                                                                                   const ApiKeyLimitsRecord& limits) {
+  Params params{Nullable(limits.allowed_models),
+                Nullable(limits.rpm_limit),
+                Nullable(limits.tpm_limit),
+                Nullable(limits.budget_amount),
+                Nullable(limits.budget_unit),
+                Nullable(limits.budget_period),
+                std::string(key_id),
+                std::string(user_id)};
+  const std::string sql = std::string(kUpdateApiKeyLimits) + std::string(kApiKeyColumns);
+  auto rows = co_await db_.Execute(sql, std::move(params));
+  if (!rows) co_return Unexpected{std::move(rows).error()};
+  if (rows->empty()) co_return std::optional<ApiKeyRecord>();
+  co_return std::optional<ApiKeyRecord>(ReadApiKey(*rows, 0));
 }
 
 Task<Expected<void>> AccountsRepository::TouchApiKey(std::string_view user_id, std::string_view key_id,

@@ -52,6 +52,17 @@ struct RefreshTokenRecord {
   std::string created_at;
 };
 
+/// What a key may call and how much (migration 6); every field absent means "no limit".
+/// The policy (validation, enforcement) is not the store's: see accounts/key_limits.hpp.
+struct ApiKeyLimitsRecord {
+  std::string allowed_models;  // JSON array of public model names; empty (NULL): every model
+  std::optional<std::int64_t> rpm_limit;
+  std::optional<std::int64_t> tpm_limit;
+  std::optional<double> budget_amount;  // with budget_unit and budget_period, or none of them
+  std::string budget_unit;              // "tokens" | "usd"
+  std::string budget_period;            // "day" | "month"
+};
+
 struct ApiKeyRecord {
   std::string id;
   std::string user_id;
@@ -63,6 +74,7 @@ struct ApiKeyRecord {
   std::string last_used_at;   // empty: never
   std::string revoked_at;     // empty: live
   std::string created_at;
+  ApiKeyLimitsRecord limits;
 };
 
 /// An API key with the fields of its owner that authentication needs.
@@ -154,6 +166,13 @@ class AccountsRepository {
   /// The unrevoked key with this hash and its owner; expiry and the owner's status are
   /// the caller's to check.
   Task<Expected<std::optional<ApiKeyOwner>>> FindApiKeyByHash(std::string_view key_hash);
+  /// The unrevoked key with this id, whoever owns it (the gateway's limits lookup).
+  Task<Expected<std::optional<ApiKeyRecord>>> FindLiveApiKey(std::string_view key_id);
+  /// Replaces the limits of the unrevoked key `key_id`; `user_id` empty: any owner (an
+  /// admin's change), else only that user's key. The updated key, or nullopt when no
+  /// such key matches.
+  Task<Expected<std::optional<ApiKeyRecord>>> UpdateApiKeyLimits(std::string_view user_id, std::string_view key_id,
+                                                                 const ApiKeyLimitsRecord& limits);
   /// Stamps last_used_at.
   Task<Expected<void>> TouchApiKey(std::string_view user_id, std::string_view key_id, std::string_view now);
 

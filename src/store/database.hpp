@@ -44,6 +44,7 @@ class Result {
   }
   std::string Text(std::size_t row, std::string_view column) const;      // "" when NULL
   std::int64_t Int(std::size_t row, std::string_view column) const;      // 0 when NULL
+  double Number(std::size_t row, std::string_view column) const;         // 0 when NULL; integers too
   bool IsNull(std::size_t row, std::string_view column) const { return !Cell(row, column); }
 };
 

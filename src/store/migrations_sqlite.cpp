@@ -353,12 +353,26 @@ CREATE TRIGGER search_message_delete AFTER DELETE ON messages BEGIN
 END;
 )sql";
 
+// Key limits (gateway/key_limiter.hpp): what an API key may call and how much. NULL is
+// "no limit": allowed_models is a JSON array of public model names (NULL: every model);
+// the budget is an amount of tokens or USD per UTC day or month, all three set or none.
+// Spend is not stored here: it is the sum of the key's usage_events in the period.
+constexpr std::string_view kKeyLimits = R"sql(
+ALTER TABLE api_keys ADD COLUMN allowed_models TEXT;
+ALTER TABLE api_keys ADD COLUMN rpm_limit INTEGER;
+ALTER TABLE api_keys ADD COLUMN tpm_limit INTEGER;
+ALTER TABLE api_keys ADD COLUMN budget_amount REAL;
+ALTER TABLE api_keys ADD COLUMN budget_unit TEXT CHECK (budget_unit IN ('tokens', 'usd'));
+ALTER TABLE api_keys ADD COLUMN budget_period TEXT CHECK (budget_period IN ('day', 'month'));
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kInitialSchema},
     {2, "accounts security", kAccountsSecurity},
     {3, "secrets", kSecrets},
     {4, "search", kSearch},
     {5, "search finished answers", kSearchFinishedAnswers},
+    {6, "key limits", kKeyLimits},
 };
 
 }  // namespace

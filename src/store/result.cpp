@@ -31,6 +31,19 @@ std::int64_t Result::Int(std::size_t row, std::string_view column) const {
   return value;
 }
 
+double Result::Number(std::size_t row, std::string_view column) const {
+  const auto& cell = Cell(row, column);
+  if (!cell) return 0;
+  double value = 0;
+  const char* end = cell->data() + cell->size();
+  auto [ptr, ec] = std::from_chars(cell->data(), end, value);
+  if (ec != std::errc() || ptr != end) {
+    // A bug in store/: the column is not a numeric column.
+    throw std::invalid_argument("column " + std::string(column) + " is not a number");
+  }
+  return value;
+}
+
 }  // namespace chatd::store
 
 namespace chatd::store {

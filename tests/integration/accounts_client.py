@@ -22,7 +22,8 @@ from chatd_testing import TEST_SECRET_KEY, Response, assert_error_json, request
 API = "/api/v1"
 USER_FIELDS = {"id", "email", "name", "role", "is_active", "created_at", "updated_at",
                "last_login_at"}
-KEY_FIELDS = {"id", "name", "prefix", "scopes", "expires_at", "last_used_at", "created_at"}
+KEY_FIELDS = {"id", "name", "prefix", "scopes", "expires_at", "last_used_at", "created_at",
+              "allowed_models", "rpm_limit", "tpm_limit", "budget"}
 TOKEN_FIELDS = {"access_token", "refresh_token", "token_type", "expires_in"}
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 UUID7_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -136,13 +137,27 @@ class Api:
 
     # -- keys
     def create_key(self, token: str, name: str = "test key", scopes: list[str] | None = None,
-                   expires_at: str | None = None, **kw) -> Response:
+                   expires_at: str | None = None, limits: dict | None = None, **kw) -> Response:
+        """`limits`: allowed_models, rpm_limit, tpm_limit and/or budget, sent as given."""
         body: dict = {"name": name}
         if scopes is not None:
             body["scopes"] = scopes
         if expires_at is not None:
             body["expires_at"] = expires_at
+        body.update(limits or {})
         return self.call("POST", "/api-keys", body, token=token, **kw)
+
+    def patch_key(self, token: str, key_id: str, body: dict, **kw) -> Response:
+        return self.call("PATCH", f"/api-keys/{key_id}", body, token=token, **kw)
+
+    def admin_patch_key(self, token: str, key_id: str, body: dict, **kw) -> Response:
+        return self.call("PATCH", f"/admin/api-keys/{key_id}", body, token=token, **kw)
+
+    # -- usage
+    def usage(self, token: str, admin: bool = False, **params) -> Response:
+        qs = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+        path = "/admin/usage" if admin else "/usage"
+        return self.call("GET", f"{path}{'?' + qs if qs else ''}", token=token)
 
     def list_keys(self, token: str, **kw) -> Response:
         return self.call("GET", "/api-keys", token=token, **kw)

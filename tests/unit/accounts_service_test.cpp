@@ -646,6 +646,140 @@ TEST_P(AccountServiceTest, RevocationListenersHearWhatMustEndLiveSessions) {
   EXPECT_EQ(heard.back().user_id, user.id);
 }
 
+TEST_P(AccountServiceTest, ApiKeysCarryLimits) {
+  Register("limits@example.com");
+  const Principal session = Auth(Login("limits@example.com").access_token);
+  NewApiKey request{"limited", {}, ""};
+  request.limits.allowed_models = {"demo", "gpt-4o", "demo"};
+  request.limits.rpm = 60;
+  request.limits.tpm = 100'000;
+  request.limits.budget = Budget{5.5, BudgetUnit::kUsd, BudgetPeriod::kMonth};
+  const CreatedApiKey created = CreateKey(session, request);
+  // Repeated models are kept once, in order.
+  EXPECT_EQ(created.key.limits.allowed_models, (std::vector<std::string>{"demo", "gpt-4o"}));
+  EXPECT_EQ(created.key.limits.rpm, 60);
+  EXPECT_EQ(created.key.limits.tpm, 100'000);
+  ASSERT_TRUE(created.key.limits.budget);
+  EXPECT_DOUBLE_EQ(created.key.limits.budget->amount, 5.5);
+  EXPECT_EQ(created.key.limits.budget->unit, BudgetUnit::kUsd);
+  EXPECT_EQ(created.key.limits.budget->period, BudgetPeriod::kMonth);
+
+  auto listed = Await(service_->ListApiKeys(session, PageRequest{}));
+  ASSERT_TRUE(listed);
+  ASSERT_EQ(listed->items.size(), 1u);
+  EXPECT_EQ(listed->items[0].limits.allowed_models, created.key.limits.allowed_models);
+  EXPECT_EQ(listed->items[0].limits.tpm, 100'000);
+
+  auto limits = Await(service_->ApiKeyLimits(created.key.id));
+  ASSERT_TRUE(limits) << limits.error().message;
+  ASSERT_NE(*limits, nullptr);
+  EXPECT_EQ((*limits)->rpm, 60);
+  EXPECT_FALSE((*limits)->Unlimited());
+
+  // A key without limits.
+  const CreatedApiKey plain = CreateKey(session);
+  EXPECT_TRUE(plain.key.limits.Unlimited());
+  auto none = Await(service_->ApiKeyLimits(plain.key.id));
+  ASSERT_TRUE(none);
+  EXPECT_TRUE((*none)->Unlimited());
+}
+
+TEST_P(AccountServiceTest, KeyLimitsAreValidated) {
+  Register("valid@example.com");
+  const Principal session = Auth(Login("valid@example.com").access_token);
+  const auto refused = [&](KeyLimits limits, std::string_view param) {
+    NewApiKey request{"bad", {}, ""};
+    request.limits = std::move(limits);
+    auto key = Await(service_->CreateApiKey(session, request));
+    ASSERT_FALSE(key) << param;
+    ExpectError(key.error(), ErrorCode::kInvalidArgument, param);
+  };
+  refused(KeyLimits{.rpm = 0}, "rpm_limit");
+  refused(KeyLimits{.rpm = kMaxRpm + 1}, "rpm_limit");
+  refused(KeyLimits{.tpm = -5}, "tpm_limit");
+  refused(KeyLimits{.budget = Budget{0, BudgetUnit::kUsd, BudgetPeriod::kDay}}, "budget.amount");
+  refused(KeyLimits{.budget = Budget{10.5, BudgetUnit::kTokens, BudgetPeriod::kDay}}, "budget.amount");
+  refused(KeyLimits{.budget = Budget{2e6, BudgetUnit::kUsd, BudgetPeriod::kDay}}, "budget.amount");
+  refused(KeyLimits{.allowed_models = {""}}, "allowed_models");
+  refused(KeyLimits{.allowed_models = {std::string(101, 'm')}}, "allowed_models");
+  refused(KeyLimits{.allowed_models = std::vector<std::string>(101, "demo")}, "allowed_models");
+  auto listed = Await(service_->ListApiKeys(session, PageRequest{}));
+  ASSERT_TRUE(listed);
+  EXPECT_TRUE(listed->items.empty());  // nothing was stored
+}
+
+TEST_P(AccountServiceTest, OwnersAndAdminsChangeKeyLimits) {
+  Register("owner@example.com");
+  MakeAdmin("root@example.com");
+  Register("other@example.com");
+  const Principal owner = Auth(Login("owner@example.com").access_token);
+  const Principal admin = Auth(Login("root@example.com").access_token);
+  const Principal other = Auth(Login("other@example.com").access_token);
+  NewApiKey request{"k", {}, ""};
+  request.limits.rpm = 10;
+  request.limits.allowed_models = {"demo"};
+  const CreatedApiKey created = CreateKey(owner, request);
+  const std::string id = created.key.id;
+
+  // Cached before the change: the change must show at once on this instance.
+  auto before = Await(service_->ApiKeyLimits(id));
+  ASSERT_TRUE(before);
+  EXPECT_EQ((*before)->rpm, 10);
+
+  KeyLimitsChange change;
+  change.rpm.emplace(20);                       // changed
+  change.allowed_models.emplace(std::nullopt);  // removed
+  change.budget.emplace(Budget{1000, BudgetUnit::kTokens, BudgetPeriod::kDay});
+  auto updated = Await(service_->UpdateApiKeyLimits(owner, id, change));
+  ASSERT_TRUE(updated) << updated.error().message;
+  EXPECT_EQ(updated->limits.rpm, 20);
+  EXPECT_TRUE(updated->limits.allowed_models.empty());
+  EXPECT_FALSE(updated->limits.tpm);  // absent from the change: unchanged (none)
+  ASSERT_TRUE(updated->limits.budget);
+  EXPECT_EQ(updated->limits.budget->amount, 1000.0);
+  auto after = Await(service_->ApiKeyLimits(id));
+  ASSERT_TRUE(after);
+  EXPECT_EQ((*after)->rpm, 20);
+  ASSERT_TRUE((*after)->budget);
+
+  // Someone else's key is not found; an API key cannot change limits (not even its own).
+  auto foreign = Await(service_->UpdateApiKeyLimits(other, id, change));
+  ASSERT_FALSE(foreign);
+  ExpectError(foreign.error(), ErrorCode::kNotFound);
+  const Principal via_key = Auth(created.secret);
+  auto by_key = Await(service_->UpdateApiKeyLimits(via_key, id, change));
+  ASSERT_FALSE(by_key);
+  EXPECT_EQ(by_key.error().code, ErrorCode::kPermissionDenied);
+  // A bad value is refused and leaves the key as it was.
+  KeyLimitsChange bad;
+  bad.tpm.emplace(0);
+  auto invalid = Await(service_->UpdateApiKeyLimits(owner, id, bad));
+  ASSERT_FALSE(invalid);
+  ExpectError(invalid.error(), ErrorCode::kInvalidArgument, "tpm_limit");
+
+  // Admins change anyone's key; non-admins cannot use the admin path.
+  KeyLimitsChange admin_change;
+  admin_change.budget.emplace(std::nullopt);
+  admin_change.tpm.emplace(5000);
+  auto by_admin = Await(service_->AdminUpdateApiKeyLimits(admin, id, admin_change));
+  ASSERT_TRUE(by_admin) << by_admin.error().message;
+  EXPECT_FALSE(by_admin->limits.budget);
+  EXPECT_EQ(by_admin->limits.tpm, 5000);
+  EXPECT_EQ(by_admin->limits.rpm, 20);
+  auto not_admin = Await(service_->AdminUpdateApiKeyLimits(owner, id, admin_change));
+  ASSERT_FALSE(not_admin);
+  EXPECT_EQ(not_admin.error().code, ErrorCode::kPermissionDenied);
+
+  // A revoked key has no limits to change or look up.
+  ASSERT_TRUE(Await(service_->RevokeApiKey(owner, id)));
+  auto gone = Await(service_->ApiKeyLimits(id));
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().code, ErrorCode::kNotFound);
+  auto revoked = Await(service_->AdminUpdateApiKeyLimits(admin, id, admin_change));
+  ASSERT_FALSE(revoked);
+  EXPECT_EQ(revoked.error().code, ErrorCode::kNotFound);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, AccountServiceTest, ::testing::Values(Backend::kSqlite, Backend::kPostgres),
                          chatd::testing::BackendName);
 

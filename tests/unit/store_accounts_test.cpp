@@ -372,6 +372,60 @@ TEST_P(AccountsRepositoryTest, UpdateProfile) {
   EXPECT_FALSE(missing->has_value());
 }
 
+TEST_P(AccountsRepositoryTest, StoresKeyLimits) {
+  const UserRecord alice = AddUser("limits@example.com");
+  const UserRecord bob = AddUser("limits-bob@example.com");
+  ApiKeyRecord key = Key(alice, "limits-hash", "2027-01-02T00:00:00.000Z");
+  auto plain = Await(repo_->FindLiveApiKey(key.id));
+  ASSERT_TRUE(plain && plain->has_value());
+  EXPECT_EQ((*plain)->limits.allowed_models, "");
+  EXPECT_FALSE((*plain)->limits.rpm_limit);
+  EXPECT_FALSE((*plain)->limits.budget_amount);
+
+  ApiKeyLimitsRecord limits;
+  limits.allowed_models = R"(["demo"])";
+  limits.rpm_limit = 60;
+  limits.tpm_limit = 5'000'000'000;  // beyond 32 bits
+  limits.budget_amount = 12.25;
+  limits.budget_unit = "usd";
+  limits.budget_period = "day";
+  // Another user cannot change it; the owner and an admin (no owner given) can.
+  auto foreign = Await(repo_->UpdateApiKeyLimits(bob.id, key.id, limits));
+  ASSERT_TRUE(foreign);
+  EXPECT_FALSE(foreign->has_value());
+  auto updated = Await(repo_->UpdateApiKeyLimits(alice.id, key.id, limits));
+  ASSERT_TRUE(updated) << updated.error().message;
+  ASSERT_TRUE(updated->has_value());
+  const ApiKeyLimitsRecord& stored = (*updated)->limits;
+  EXPECT_EQ(stored.allowed_models, R"(["demo"])");
+  EXPECT_EQ(stored.rpm_limit, 60);
+  EXPECT_EQ(stored.tpm_limit, 5'000'000'000);
+  EXPECT_EQ(stored.budget_amount, 12.25);
+  EXPECT_EQ(stored.budget_unit, "usd");
+  EXPECT_EQ(stored.budget_period, "day");
+  auto by_hash = Await(repo_->FindApiKeyByHash("limits-hash"));
+  ASSERT_TRUE(by_hash && by_hash->has_value());
+  EXPECT_EQ((*by_hash)->key.limits.tpm_limit, 5'000'000'000);
+
+  ApiKeyLimitsRecord cleared;
+  auto by_admin = Await(repo_->UpdateApiKeyLimits("", key.id, cleared));
+  ASSERT_TRUE(by_admin && by_admin->has_value());
+  EXPECT_FALSE((*by_admin)->limits.rpm_limit);
+  EXPECT_EQ((*by_admin)->limits.budget_unit, "");
+
+  // The budget's unit and period are constrained in the schema too.
+  auto bad = Await(database_.db().Execute("UPDATE api_keys SET budget_unit = 'eur' WHERE id = $1", {key.id}));
+  EXPECT_FALSE(bad);
+
+  ASSERT_TRUE(Await(repo_->RevokeApiKey(alice.id, key.id, kNow)));
+  auto revoked = Await(repo_->FindLiveApiKey(key.id));
+  ASSERT_TRUE(revoked);
+  EXPECT_FALSE(revoked->has_value());
+  auto late = Await(repo_->UpdateApiKeyLimits("", key.id, limits));
+  ASSERT_TRUE(late);
+  EXPECT_FALSE(late->has_value());
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, AccountsRepositoryTest, ::testing::Values(Backend::kSqlite, Backend::kPostgres),
                          chatd::testing::BackendName);
 
