@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "core/json.hpp"
+#include "gateway/anthropic.hpp"
 
 namespace chatd::api {
 namespace {
@@ -58,6 +59,14 @@ http::Response GatewayErrorResponse(const Error& error) {
   return response;
 }
 
+http::Response AnthropicErrorResponse(const Error& error) {
+  http::Response response = http::Response::Json(HttpStatus(error.code), gateway::AnthropicErrorBody(error));
+  if (error.code == ErrorCode::kRateLimited && error.retry_after.count() > 0) {
+    response.AddHeader("Retry-After", std::to_string(std::max<long long>(1, (error.retry_after.count() + 999) / 1000)));
+  }
+  return response;
+}
+
 Task<Expected<gateway::Caller>> GatewayApi::Authenticate(const http::Request& request) {
   auto principal = co_await guard_.Authenticate(Guard::Credential(request), Access::kGateway);
   if (!principal) co_return Unexpected{std::move(principal).error()};
@@ -79,6 +88,17 @@ Task<http::Response> GatewayApi::ChatCompletions(http::Request& request) {
   HttpChannel channel(request);
   auto outcome = co_await gateway_.ChatCompletions(*caller, request.body, channel);
   if (!outcome) co_return GatewayErrorResponse(outcome.error());
+  if (outcome->streamed) co_return http::Response{};  // written to the stream already
+  co_return http::Response::Json(200, std::move(outcome->body));
+}
+
+Task<http::Response> GatewayApi::Messages(http::Request& request) {
+  auto caller = co_await Authenticate(request);
+  if (!caller) co_return AnthropicErrorResponse(caller.error());
+  if (auto json = RequireJson(request); !json) co_return AnthropicErrorResponse(json.error());
+  HttpChannel channel(request);
+  auto outcome = co_await gateway_.Messages(*caller, request.body, channel);
+  if (!outcome) co_return AnthropicErrorResponse(outcome.error());
   if (outcome->streamed) co_return http::Response{};  // written to the stream already
   co_return http::Response::Json(200, std::move(outcome->body));
 }

@@ -22,12 +22,18 @@ inline constexpr std::size_t kMaxGatewayBody = 32 * 1024 * 1024;
 /// clients expect them (see above), Retry-After on 429 when known.
 http::Response GatewayErrorResponse(const Error& error);
 
+/// The Anthropic form of an error response (/v1/messages), with the same statuses.
+http::Response AnthropicErrorResponse(const Error& error);
+
 class GatewayApi {
  public:
   GatewayApi(Guard& guard, gateway::Gateway& gateway) : guard_(guard), gateway_(gateway) {}
 
   /// POST /v1/chat/completions
   Task<http::Response> ChatCompletions(http::Request& request);
+  /// POST /v1/messages (Anthropic's Messages API): errors in Anthropic's shape
+  /// ({"type":"error","error":{"type","message"}}), as its SDKs raise them.
+  Task<http::Response> Messages(http::Request& request);
   /// POST /v1/embeddings
   Task<http::Response> Embeddings(http::Request& request);
   /// GET /v1/models

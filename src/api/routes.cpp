@@ -38,6 +38,7 @@ void AddRoutes(http::Router& router, Services& services, std::string_view prefix
   const http::RouteOptions gateway_body{.body_limit = kMaxGatewayBody};
   router.Add(Method::kPost, "/v1/chat/completions", [&gateway](Request& r) { return gateway.ChatCompletions(r); },
              gateway_body);
+  router.Add(Method::kPost, "/v1/messages", [&gateway](Request& r) { return gateway.Messages(r); }, gateway_body);
   router.Add(Method::kPost, "/v1/embeddings", [&gateway](Request& r) { return gateway.Embeddings(r); }, gateway_body);
   router.Add(Method::kGet, "/v1/models", [&gateway](Request& r) { return gateway.ListModels(r); });
   router.Add(Method::kGet, "/v1/models/{id}", [&gateway](Request& r) { return gateway.GetModel(r); });

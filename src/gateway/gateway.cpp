@@ -11,8 +11,10 @@
 #include <fmt/format.h>
 
 #include "core/cancel.hpp"
+#include "core/ids.hpp"
 #include "core/json.hpp"
 #include "core/log.hpp"
+#include "gateway/anthropic.hpp"
 #include "gateway/completion_meter.hpp"
 #include "gateway/completion_request.hpp"
 #include "llm/sse_parser.hpp"
@@ -189,6 +191,65 @@ Expected<EmbeddingsInput> ReadEmbeddingsBody(std::string_view body) {
 
 }  // namespace
 
+class AnswerFormat {
+ public:
+  virtual ~AnswerFormat() = default;
+  /// The client's body for a whole upstream answer (`usage`: what was accounted).
+  virtual Expected<std::string> Body(std::string answer, const TokenUsage& usage) = 0;
+  /// What a stream starts with, before any upstream event.
+  virtual void Begin(std::int64_t prompt_estimate, std::string& out) = 0;
+  /// One upstream event's data (not [DONE]); `forward`: the meter's verdict for OpenAI's form.
+  virtual void Event(std::string_view data, bool forward, std::string& out) = 0;
+  /// The stream completed (the upstream's [DONE], or its end after a finish reason).
+  virtual void End(const TokenUsage& usage, std::string& out) = 0;
+  /// The stream failed: its last event.
+  virtual void Fail(const Error& error, std::string& out) = 0;
+};
+
+namespace {
+
+class OpenAiFormat final : public AnswerFormat {
+ public:
+  Expected<std::string> Body(std::string answer, const TokenUsage&) override { return answer; }
+  void Begin(std::int64_t, std::string&) override {}
+  void Event(std::string_view data, bool forward, std::string& out) override {
+    if (!forward) return;
+    out += "data: ";
+    out += data;
+    out += "\n\n";
+  }
+  void End(const TokenUsage&, std::string& out) override { out += "data: [DONE]\n\n"; }
+  void Fail(const Error& error, std::string& out) override { out += ErrorEvent(error); }
+};
+
+class AnthropicFormat final : public AnswerFormat {
+ public:
+  AnthropicFormat(const std::string& id, const std::string& model) : id_(id), model_(model), stream_(id, model) {}
+  Expected<std::string> Body(std::string answer, const TokenUsage& usage) override {
+    return OpenAiToAnthropic(answer, id_, model_, usage);
+  }
+  void Begin(std::int64_t prompt_estimate, std::string& out) override { stream_.Begin(prompt_estimate, out); }
+  void Event(std::string_view data, bool, std::string& out) override { stream_.Chunk(data, out); }
+  void End(const TokenUsage& usage, std::string& out) override { stream_.End(usage, out); }
+  void Fail(const Error& error, std::string& out) override { AnthropicStream::Fail(error, out); }
+
+ private:
+  std::string id_;
+  std::string model_;
+  AnthropicStream stream_;
+};
+
+// Anthropic's message ids: "msg_" and a UUIDv7 in hex (unique, and sorted by time).
+std::string NewMessageId() {
+  std::string id = "msg_";
+  for (const char c : NewUuidV7()) {
+    if (c != '-') id += c;
+  }
+  return id;
+}
+
+}  // namespace
+
 Error ModelNotFound(std::string_view model) {
   return Error{ErrorCode::kNotFound,
                fmt::format("The model `{}` does not exist or you do not have access to it.", model), "model"};
@@ -228,21 +289,37 @@ void Gateway::Finish(const Exchange& exchange, const TokenUsage& usage, UsageSta
 
 Task<Expected<CompletionOutcome>> Gateway::ChatCompletions(const Caller& caller, std::string_view body,
                                                            ClientChannel& channel) {
+  auto prepared = PrepareCompletion(body);
+  if (!prepared) co_return Unexpected{std::move(prepared).error()};
+  OpenAiFormat format;
+  co_return co_await Complete(caller, *prepared, channel, format);
+}
+
+Task<Expected<CompletionOutcome>> Gateway::Messages(const Caller& caller, std::string_view body,
+                                                    ClientChannel& channel) {
+  auto translated = AnthropicToOpenAi(body);
+  if (!translated) co_return Unexpected{std::move(translated).error()};
+  auto prepared = PrepareCompletion(*translated);
+  if (!prepared) co_return Unexpected{std::move(prepared).error()};
+  AnthropicFormat format(NewMessageId(), prepared->model);
+  co_return co_await Complete(caller, *prepared, channel, format);
+}
+
+Task<Expected<CompletionOutcome>> Gateway::Complete(const Caller& caller, const PreparedCompletion& prepared,
+                                                    ClientChannel& channel, AnswerFormat& format) {
   Exchange exchange;
   exchange.started = SteadyClock::now();
   exchange.created_at = clock_.Now();
-  auto prepared = PrepareCompletion(body);
-  if (!prepared) co_return Unexpected{std::move(prepared).error()};
-  auto resolved = models_.Resolve(prepared->model);
-  if (!resolved) co_return Unexpected{ModelNotFound(prepared->model)};
+  auto resolved = models_.Resolve(prepared.model);
+  if (!resolved) co_return Unexpected{ModelNotFound(prepared.model)};
   const llm::ModelInfo& model = resolved->info;
   if (model.embeddings) {
     co_return MakeError(ErrorCode::kInvalidArgument,
                         fmt::format("The model `{}` is an embedding model: use /v1/embeddings.", model.id), "model");
   }
   exchange.model = &model;
-  const std::int64_t completion_budget = prepared->max_tokens.value_or(config_.default_max_tokens);
-  const std::int64_t estimate = prepared->prompt_tokens_estimate + prepared->n * completion_budget;
+  const std::int64_t completion_budget = prepared.max_tokens.value_or(config_.default_max_tokens);
+  const std::int64_t estimate = prepared.prompt_tokens_estimate + prepared.n * completion_budget;
   auto ticket = co_await admission_.Admit(caller, model.id, estimate);
   if (!ticket) co_return Unexpected{std::move(ticket).error()};
   exchange.ticket = std::move(*ticket);
@@ -254,13 +331,13 @@ Task<Expected<CompletionOutcome>> Gateway::ChatCompletions(const Caller& caller,
     client_gone = true;
     cancel.Cancel();
   });
-  CompletionMeter meter(prepared->client_wants_usage);
-  const std::int64_t prompt_estimate = prepared->prompt_tokens_estimate;
+  CompletionMeter meter(prepared.client_wants_usage);
+  const std::int64_t prompt_estimate = prepared.prompt_tokens_estimate;
 
   llm::CompletionRequest request;
   request.model = model.upstream_model;
-  request.fields = prepared->fields;
-  request.stream = prepared->stream;
+  request.fields = prepared.fields;
+  request.stream = prepared.stream;
   request.first_byte_timeout = config_.first_byte_timeout;
   request.idle_timeout = config_.idle_timeout;
   request.cancel = &cancel;
@@ -272,7 +349,7 @@ Task<Expected<CompletionOutcome>> Gateway::ChatCompletions(const Caller& caller,
   }
   llm::CompletionResponse& upstream = **response;
 
-  if (!prepared->stream) {
+  if (!prepared.stream) {
     std::string answer;
     while (true) {
       auto piece = co_await upstream.Read();
@@ -291,8 +368,11 @@ Task<Expected<CompletionOutcome>> Gateway::ChatCompletions(const Caller& caller,
       answer += **piece;
     }
     meter.OnBody(answer);
-    Finish(exchange, meter.Usage(prompt_estimate), UsageStatus::kOk);
-    co_return CompletionOutcome{.streamed = false, .body = std::move(answer)};
+    const TokenUsage usage = meter.Usage(prompt_estimate);
+    auto client_body = format.Body(std::move(answer), usage);
+    Finish(exchange, usage, client_body ? UsageStatus::kOk : UsageStatus::kError);
+    if (!client_body) co_return Unexpected{std::move(client_body).error()};
+    co_return CompletionOutcome{.streamed = false, .body = std::move(*client_body)};
   }
 
   const bool begun = co_await channel.BeginEvents();
@@ -300,6 +380,17 @@ Task<Expected<CompletionOutcome>> Gateway::ChatCompletions(const Caller& caller,
     cancel.Cancel();
     Finish(exchange, meter.Usage(prompt_estimate), UsageStatus::kCancelled);
     co_return CompletionOutcome{.streamed = true, .body = {}};
+  }
+  std::string opening;
+  format.Begin(prompt_estimate, opening);
+  if (!opening.empty()) {
+    const bool opened = co_await channel.Write(opening);
+    if (!opened) {
+      cancel.Cancel();
+      upstream.Cancel();
+      Finish(exchange, meter.Usage(prompt_estimate), UsageStatus::kCancelled);
+      co_return CompletionOutcome{.streamed = true, .body = {}};
+    }
   }
   llm::SseParser parser;
   UsageStatus status = UsageStatus::kOk;
@@ -323,19 +414,20 @@ Task<Expected<CompletionOutcome>> Gateway::ChatCompletions(const Caller& caller,
                                       waited.count());
       }
       log::Warn("upstream stream failed", {{"model", model.id}, {"error", failure.message}});
-      const std::string event = ErrorEvent(failure);
+      std::string event;
+      format.Fail(failure, event);
       co_await channel.Write(event);
       break;
     }
     if (!*piece) {  // the body ended without [DONE]
       std::string last;
       if (meter.finished()) {
-        last = "data: [DONE]\n\n";  // complete all the same: the client gets its [DONE]
+        format.End(meter.Usage(prompt_estimate), last);  // complete all the same: the client gets its end
       } else {
         status = UsageStatus::kError;
         const Error broken{ErrorCode::kUpstreamUnavailable,
                            fmt::format("{} ended the stream before the answer was complete", model.provider)};
-        last = ErrorEvent(broken);
+        format.Fail(broken, last);
       }
       co_await channel.Write(last);
       break;
@@ -343,7 +435,8 @@ Task<Expected<CompletionOutcome>> Gateway::ChatCompletions(const Caller& caller,
     if (auto fed = parser.Feed(**piece); !fed) {
       upstream.Cancel();
       status = UsageStatus::kError;
-      const std::string event = ErrorEvent(fed.error());
+      std::string event;
+      format.Fail(fed.error(), event);
       co_await channel.Write(event);
       break;
     }
@@ -354,10 +447,10 @@ Task<Expected<CompletionOutcome>> Gateway::ChatCompletions(const Caller& caller,
       any_event = true;
       deadline = SteadyClock::now() + config_.idle_timeout;
       const CompletionMeter::Verdict verdict = meter.OnEvent(event->data);
-      if (verdict.forward) {
-        out += "data: ";
-        out += event->data;
-        out += "\n\n";
+      if (verdict.done) {
+        format.End(meter.Usage(prompt_estimate), out);
+      } else {
+        format.Event(event->data, verdict.forward, out);
       }
       if (verdict.error) status = UsageStatus::kError;
       ended = verdict.done || verdict.error;

@@ -16,6 +16,9 @@
 //   call in whatever phase it is: connecting, waiting for its head, or streaming.
 //   → Admission::Settle and UsageSink::Record, once, with the usage the upstream reported
 //   or, when it reported none or the stream ended early, an estimate of it.
+//
+// POST /v1/messages (Anthropic's Messages API) is translated into a chat completion first
+// and takes the same path; only the answer's form differs (AnswerFormat, gateway.cpp).
 #pragma once
 
 #include <chrono>
@@ -28,6 +31,7 @@
 #include "core/clock.hpp"
 #include "core/expected.hpp"
 #include "gateway/admission.hpp"
+#include "gateway/completion_request.hpp"
 #include "gateway/usage.hpp"
 #include "llm/call_metrics.hpp"
 #include "llm/model_registry.hpp"
@@ -62,6 +66,10 @@ struct CompletionOutcome {
   std::string body;
 };
 
+/// How a completion's answer reaches the client: OpenAI's own bytes passed through
+/// (/v1/chat/completions), or translated (/v1/messages). Defined in gateway.cpp.
+class AnswerFormat;
+
 class Gateway {
  public:
   /// Everything referenced must outlive the gateway.
@@ -76,6 +84,11 @@ class Gateway {
   Task<Expected<CompletionOutcome>> ChatCompletions(const Caller& caller, std::string_view body,
                                                     ClientChannel& channel);
 
+  /// POST /v1/messages (Anthropic's Messages API, gateway/anthropic.hpp): translated into a
+  /// chat completion, then the same path; the answer (or stream) translated back. Errors as
+  /// for ChatCompletions, with `param` naming the Anthropic field when the body is invalid.
+  Task<Expected<CompletionOutcome>> Messages(const Caller& caller, std::string_view body, ClientChannel& channel);
+
   /// POST /v1/embeddings: the `list` of embeddings as JSON (float arrays, or base64 of
   /// little-endian float32 with encoding_format "base64").
   Task<Expected<std::string>> Embeddings(const Caller& caller, std::string_view body, ClientChannel& channel);
@@ -87,6 +100,8 @@ class Gateway {
 
  private:
   struct Exchange;
+  Task<Expected<CompletionOutcome>> Complete(const Caller& caller, const PreparedCompletion& prepared,
+                                             ClientChannel& channel, AnswerFormat& format);
   void Finish(const Exchange& exchange, const TokenUsage& usage, UsageStatus status);
 
   GatewayConfig config_;

@@ -113,6 +113,35 @@ def test_usage_is_recorded_and_reported(gw):
     assert r.json()["data"][0]["email"] == u.email and r.json()["data"][0]["requests"] == 3, r
 
 
+def anthropic(api, key, model="demo", **fields):
+    body = {"model": model, "messages": HELLO, "max_tokens": 4, **fields}
+    return api.call("POST", "/v1/messages", body, api_key=key, headers={"anthropic-version": "2023-06-01"})
+
+
+def anthropic_error_type(resp, status: int) -> str:
+    assert resp.status == status, resp
+    assert resp.json()["type"] == "error", resp
+    return resp.json()["error"]["type"]
+
+
+def test_anthropic_messages_answer_to_the_same_limits_and_usage(gw):
+    api = Api(gw.port)
+    u = api.new_user()
+    key = key_with(api, u, allowed_models=["demo"], tpm_limit=100)
+    r = anthropic(api, key["key"])
+    assert r.status == 200, r
+    output_tokens = r.json()["usage"]["output_tokens"]
+    assert anthropic(api, key["key"], stream=True).status == 200
+    assert anthropic_error_type(anthropic(api, key["key"], model="demo-slow"), 403) == "permission_error"
+    # More than the key's tokens per minute could ever hold: refused whatever the clock says.
+    r = anthropic(api, key["key"], max_tokens=200)
+    assert anthropic_error_type(r, 429) == "rate_limit_error"
+    assert "lower max_tokens" in r.json()["error"]["message"], r
+    row = poll(lambda: (lambda row: row if row and row["requests"] == 2 else None)(
+        own_usage(api, u, key["id"])), timeout=10, what="usage recorded")
+    assert row["errors"] == 0 and row["completion_tokens"] >= output_tokens, row
+
+
 def test_usage_is_stored_on_shutdown_and_budgets_survive_a_restart(module_servers):
     srv = module_servers(DEMO_TOKEN_INTERVAL="0ms", USAGE_FLUSH_INTERVAL="1h", USAGE_BATCH_SIZE="1000")
     api = Api(srv.port)

@@ -459,6 +459,69 @@ TEST_F(GatewayServiceTest, AdmissionRefusalStopsTheRequest) {
   EXPECT_FALSE(channel.begun);
 }
 
+TEST_F(GatewayServiceTest, AnthropicMessagesGoThroughTheSameSeam) {
+  FakeChannel channel;
+  auto outcome = RunTask(gateway_.Messages(
+      caller_, R"({"model":"demo","max_tokens":5,"messages":[{"role":"user","content":"hello there"}]})", channel));
+  ASSERT_TRUE(outcome) << outcome.error().message;
+  EXPECT_FALSE(outcome->streamed);
+  const auto root = parser_.parse(outcome->body).value();
+  EXPECT_EQ(std::string_view(root["type"]), "message");
+  EXPECT_TRUE(std::string_view(root["id"]).starts_with("msg_"));
+  EXPECT_EQ(std::string_view(root["content"].at(0)["type"]), "text");
+  EXPECT_EQ(std::string_view(root["stop_reason"]), "max_tokens");
+  EXPECT_EQ(int64_t(root["usage"]["output_tokens"]), 5);
+  ASSERT_EQ(admission_.admitted.size(), 1u);
+  EXPECT_GT(admission_.admitted[0].second, 5);  // prompt estimate + max_tokens
+  ASSERT_EQ(admission_.settled.size(), 1u);
+  EXPECT_EQ(admission_.settled[0].usage.completion_tokens, 5);
+  ASSERT_EQ(sink_.events.size(), 1u);
+  EXPECT_EQ(sink_.events[0].status, UsageStatus::kOk);
+  EXPECT_EQ(sink_.events[0].api_key_id, "k1");
+}
+
+TEST_F(GatewayServiceTest, AnthropicStreamIsItsEventSequenceAndSettlesOnce) {
+  FakeChannel channel;
+  auto outcome = RunTask(gateway_.Messages(
+      caller_, R"({"model":"demo","max_tokens":4,"stream":true,"messages":[{"role":"user","content":"hi"}]})",
+      channel));
+  ASSERT_TRUE(outcome) << outcome.error().message;
+  EXPECT_TRUE(outcome->streamed && channel.begun);
+  EXPECT_TRUE(channel.written.starts_with("event: message_start\n")) << channel.written;
+  EXPECT_TRUE(channel.written.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"))
+      << channel.written;
+  EXPECT_EQ(channel.written.find("[DONE]"), std::string::npos);
+  EXPECT_NE(channel.written.find(R"("stop_reason":"max_tokens")"), std::string::npos);
+  EXPECT_NE(channel.written.find(R"("output_tokens":4})"), std::string::npos) << channel.written;
+  ASSERT_EQ(sink_.events.size(), 1u);
+  EXPECT_EQ(sink_.events[0].usage.completion_tokens, 4);
+  EXPECT_EQ(sink_.events[0].status, UsageStatus::kOk);
+}
+
+TEST_F(GatewayServiceTest, AnthropicClientLeavingCancelsAndIsRecorded) {
+  FakeChannel channel;
+  channel.leave_after = 2;  // message_start, then one delta
+  auto outcome = RunTask(gateway_.Messages(
+      caller_, R"({"model":"demo","max_tokens":50,"stream":true,"messages":[{"role":"user","content":"hi"}]})",
+      channel));
+  ASSERT_TRUE(outcome);
+  EXPECT_EQ(channel.written.find("message_stop"), std::string::npos);
+  ASSERT_EQ(sink_.events.size(), 1u);
+  EXPECT_EQ(sink_.events[0].status, UsageStatus::kCancelled);
+  EXPECT_LT(sink_.events[0].usage.completion_tokens, 50);
+}
+
+TEST_F(GatewayServiceTest, AnthropicValidationComesFirst) {
+  FakeChannel channel;
+  auto outcome = RunTask(gateway_.Messages(caller_, R"({"model":"demo","messages":[{"role":"user","content":"hi"}]})",
+                                           channel));
+  ASSERT_FALSE(outcome);
+  EXPECT_EQ(outcome.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(outcome.error().param, "max_tokens");
+  EXPECT_TRUE(admission_.admitted.empty());
+  EXPECT_TRUE(sink_.events.empty());
+}
+
 TEST_F(GatewayServiceTest, AnUpstreamErrorBeforeTheFirstByteIsTheResponseAndIsSettled) {
   FakeChannel channel;
   auto failed = Complete(R"({"model":"demo-error","stream":true,"messages":[{"role":"user","content":"hi"}]})", channel);
