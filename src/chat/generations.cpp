@@ -1,5 +1,8 @@
 #include "chat/generations.hpp"
 
+#include <algorithm>
+#include <vector>
+
 namespace chatd::chat {
 
 void Generations::Add(std::shared_ptr<Generation> generation) {
@@ -13,10 +16,19 @@ void Generations::Add(std::shared_ptr<Generation> generation) {
 
 void Generations::SweepLocked(std::chrono::steady_clock::time_point now) {
   last_sweep_ = now;
+  std::vector<std::pair<std::chrono::steady_clock::time_point, std::string>> finished;
   std::erase_if(entries_, [&](const auto& entry) {
     const Generation& generation = *entry.second;
-    return generation.ended() && now - generation.ended_at() > keep_finished_;
+    if (!generation.ended()) return false;
+    if (now - generation.ended_at() > keep_finished_) return true;
+    finished.emplace_back(generation.ended_at(), entry.first);
+    return false;
   });
+  if (finished.size() <= max_finished_) return;
+  // Over the cap: the oldest finished ones go, as if their window had passed.
+  const auto surplus = static_cast<std::ptrdiff_t>(finished.size() - max_finished_);
+  std::nth_element(finished.begin(), finished.begin() + surplus, finished.end());
+  for (auto it = finished.begin(); it != finished.begin() + surplus; ++it) entries_.erase(it->second);
 }
 
 std::shared_ptr<Generation> Generations::Find(std::string_view user_id, std::string_view message_id) {

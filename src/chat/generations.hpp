@@ -19,8 +19,11 @@ namespace chatd::chat {
 
 class Generations {
  public:
-  explicit Generations(std::chrono::milliseconds keep_finished = std::chrono::minutes(2))
-      : keep_finished_(keep_finished) {}
+  /// Finished generations are kept `keep_finished`, and at most `max_finished` of them
+  /// (the oldest go first), so a burst of turns cannot hold memory for the whole window.
+  explicit Generations(std::chrono::milliseconds keep_finished = std::chrono::minutes(2),
+                       std::size_t max_finished = 20'000)
+      : keep_finished_(keep_finished), max_finished_(max_finished) {}
 
   /// Registers a generation under its message id. Thread-safe, like everything here.
   void Add(std::shared_ptr<Generation> generation);
@@ -40,9 +43,10 @@ class Generations {
   std::size_t live() const;
 
  private:
-  void SweepLocked(std::chrono::steady_clock::time_point now);  // drops expired finished ones
+  void SweepLocked(std::chrono::steady_clock::time_point now);  // drops expired or surplus finished ones
 
   const std::chrono::milliseconds keep_finished_;
+  const std::size_t max_finished_;
   mutable std::mutex mutex_;
   std::unordered_map<std::string, std::shared_ptr<Generation>> entries_;
   std::chrono::steady_clock::time_point last_sweep_;

@@ -2,6 +2,7 @@
 // records events: what a client sees and what is stored must agree, and failures must
 // leave the message stored with status "error".
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -305,6 +306,30 @@ TEST_P(ChatTurnTest, RegeneratingAnswersTheSameQuestionOnANewBranch) {
   missing.regenerate = NewUuidV7();
   RecordingSink sink4;
   EXPECT_EQ(Turn(missing, sink4).error().code, ErrorCode::kNotFound);
+}
+
+TEST(GenerationsTest, KeepsAtMostMaxFinishedAndNeverDropsLiveOnes) {
+  asio::io_context io(1);
+  Generations generations(std::chrono::minutes(10), /*max_finished=*/2);
+  auto add = [&](bool finish) {
+    GenerationInfo info;
+    info.message_id = NewUuidV7();
+    info.user_id = "u";
+    auto generation = std::make_shared<Generation>(info, io.get_executor());
+    if (finish) generation->Finish(TurnEvent{.type = TurnEvent::Type::kCompleted});
+    generations.Add(generation);
+    return info.message_id;
+  };
+  const std::string live = add(false);
+  std::vector<std::string> finished;
+  for (int i = 0; i < 4; ++i) finished.push_back(add(true));
+  std::this_thread::sleep_for(1100ms);  // finished generations are swept at most once a second
+  add(false);
+  EXPECT_TRUE(generations.Find("u", live)) << "a live generation is never dropped";
+  EXPECT_FALSE(generations.Find("u", finished[0])) << "the oldest finished ones go first";
+  EXPECT_FALSE(generations.Find("u", finished[1]));
+  EXPECT_TRUE(generations.Find("u", finished[2]));
+  EXPECT_TRUE(generations.Find("u", finished[3]));
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, ChatTurnTest, ::testing::Values(Backend::kSqlite, Backend::kPostgres),
