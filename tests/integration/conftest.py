@@ -93,3 +93,20 @@ def module_servers(binary, tmp_path_factory):
     factory = ServerFactory(binary, tmp_path_factory, PG_URL)
     yield factory
     factory.stop_all()
+
+
+@pytest.fixture(scope="module")
+def mock():
+    """bench/mock_upstream, one per test module (chatd_testing.MockUpstream)."""
+    from chatd_testing import MockUpstream
+
+    upstream = MockUpstream()
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture
+def upstream(mock):
+    """The module's mock upstream, with its script and counters reset for this test."""
+    mock.reset()
+    return mock

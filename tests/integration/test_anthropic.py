@@ -11,20 +11,7 @@ import re
 import pytest
 
 from accounts_client import Api
-from chatd_testing import MockUpstream, get, poll
-
-
-@pytest.fixture(scope="module")
-def mock():
-    upstream = MockUpstream()
-    yield upstream
-    upstream.stop()
-
-
-@pytest.fixture
-def upstream(mock):
-    mock.reset()
-    return mock
+from chatd_testing import get, poll
 
 
 @pytest.fixture(scope="module")

@@ -14,20 +14,7 @@ import time
 import pytest
 
 from accounts_client import Api
-from chatd_testing import Conn, MockUpstream, assert_error_json, build_request, get, poll
-
-
-@pytest.fixture(scope="module")
-def mock():
-    upstream = MockUpstream()
-    yield upstream
-    upstream.stop()
-
-
-@pytest.fixture
-def upstream(mock):
-    mock.reset()
-    return mock
+from chatd_testing import Conn, assert_error_json, build_request, get, poll
 
 
 @pytest.fixture(scope="module")
@@ -385,7 +372,7 @@ def test_the_upstream_key_never_reaches_the_client(gw, client, upstream):
     api, _, key = client
     upstream.script([{"status": 401}])
     r = chat(api, key, {"model": "mock-model", "messages": HELLO})
-    err = assert_error_json(r, 500, "internal_error")
+    assert_error_json(r, 500, "internal_error")
     assert "sk-upstream-secret" not in r.body.decode(), r
 
 

@@ -12,21 +12,8 @@ import time
 import pytest
 
 from accounts_client import Api
-from chatd_testing import MockUpstream, get, poll, server_env
+from chatd_testing import get, poll, server_env
 from test_chat_turn import StreamingClient, branch, conversation, parse_sse, send, wait_for_status
-
-
-@pytest.fixture(scope="module")
-def mock():
-    upstream = MockUpstream()
-    yield upstream
-    upstream.stop()
-
-
-@pytest.fixture
-def upstream(mock):
-    mock.reset()
-    return mock
 
 
 @pytest.fixture(scope="module")
