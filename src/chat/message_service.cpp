@@ -99,9 +99,7 @@ Task<Expected<Message>> MessageService::Add(std::string_view user_id, std::strin
   if (!transaction) co_return Unexpected{std::move(transaction).error()};
   store::MessagesRepository repo(**transaction);
 
-  Message message;
-  message.id = NewUuidV7();
-  message.conversation_id = std::string(conversation_id);
+  Message message = Draft(conversation_id, request.role, request.content, std::nullopt, request.status, request.model);
   if (request.parent_id) {
     message.parent_id = *request.parent_id;
   } else {
@@ -110,12 +108,6 @@ Task<Expected<Message>> MessageService::Add(std::string_view user_id, std::strin
     if (!leaf->has_value()) co_return ConversationNotFound();
     message.parent_id = **leaf;
   }
-  message.role = request.role;
-  message.content = request.content;
-  message.status = request.status;
-  message.model = request.model;
-  message.created_at = FormatRfc3339(clock_.Now());
-  message.updated_at = message.created_at;
 
   const std::array<const Message*, 1> added{&message};
   auto stored = co_await InsertAsLeaf(repo, user_id, conversation_id, added);

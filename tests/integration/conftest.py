@@ -110,3 +110,12 @@ def upstream(mock):
     """The module's mock upstream, with its script and counters reset for this test."""
     mock.reset()
     return mock
+
+
+@pytest.fixture(scope="module")
+def gw(module_servers, mock):
+    """chatd in front of the module's mock (its models discovered) and the demo models; no
+    retries, so scripted failures reach the client as they are (gateway suites)."""
+    return module_servers(OPENAI_API_KEY="sk-upstream-secret", OPENAI_BASE_URL=mock.base_url,
+                          LLM_MODEL="mock-model", LLM_RETRIES="0", LLM_IDLE_TIMEOUT="1500ms",
+                          LLM_CIRCUIT_BREAKER_FAILURES="0", DEMO_TOKEN_INTERVAL="0ms")

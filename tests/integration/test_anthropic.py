@@ -15,13 +15,6 @@ from chatd_testing import get, poll
 
 
 @pytest.fixture(scope="module")
-def gw(module_servers, mock):
-    return module_servers(OPENAI_API_KEY="sk-upstream-secret", OPENAI_BASE_URL=mock.base_url,
-                          LLM_MODEL="mock-model", LLM_RETRIES="0", LLM_IDLE_TIMEOUT="1500ms",
-                          LLM_CIRCUIT_BREAKER_FAILURES="0", DEMO_TOKEN_INTERVAL="0ms")
-
-
-@pytest.fixture(scope="module")
 def client(gw):
     api = Api(gw.port)
     user = api.new_user()

@@ -18,15 +18,6 @@ from chatd_testing import Conn, assert_error_json, build_request, get, poll
 
 
 @pytest.fixture(scope="module")
-def gw(module_servers, mock):
-    """chatd in front of the mock (its models discovered) and the demo models; no retries,
-    so scripted failures reach the client as they are."""
-    return module_servers(OPENAI_API_KEY="sk-upstream-secret", OPENAI_BASE_URL=mock.base_url,
-                          LLM_MODEL="mock-model", LLM_RETRIES="0", LLM_IDLE_TIMEOUT="1500ms",
-                          LLM_CIRCUIT_BREAKER_FAILURES="0", DEMO_TOKEN_INTERVAL="0ms")
-
-
-@pytest.fixture(scope="module")
 def client(gw):
     """(api, user, key): a user with a default API key (scopes chat + gateway)."""
     api = Api(gw.port)
