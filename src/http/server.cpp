@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cerrno>
+#include <charconv>
 #include <memory>
 #include <atomic>
 #include <cmath>
@@ -50,7 +51,6 @@ constexpr std::size_t kMaxRequestIdLength = 128;
 
 // Boost 1.74's Beast speaks boost::string_view.
 std::string_view Sv(beast::string_view view) { return {view.data(), view.size()}; }
-beast::string_view Bv(std::string_view view) { return {view.data(), view.size()}; }
 
 bool SaneRequestId(std::string_view id) {
   if (id.empty() || id.size() > kMaxRequestIdLength) return false;
@@ -217,19 +217,58 @@ Response ErrorResponse(ErrorCode code, std::string message) {
 }
 
 // The Beast response for ours. HEAD keeps the Content-Length of the body it omits.
-bhttp::response<bhttp::string_body> ToBeast(Response& response, unsigned version, bool head, bool keep_alive) {
-  bhttp::response<bhttp::string_body> out{static_cast<bhttp::status>(response.status), version};
-  out.set(bhttp::field::date, Bv(HttpDate()));
-  out.set(bhttp::field::server, "chatd");
-  for (auto& [name, value] : response.headers) out.insert(name, value);
-  out.keep_alive(keep_alive);
-  if (head) {
-    out.content_length(response.body.size());
-  } else {
-    out.body() = std::move(response.body);
-    out.prepare_payload();
+// The status line and header of a response, written by hand into one string. Beast's
+// serializer walks a buffers_cat_view over every field on each write, and its fields
+// container allocates per field: together about a tenth of a proxied request's CPU.
+// `body_size`: the Content-Length to announce (nullopt: chunked transfer encoding).
+std::string ResponseHead(const Response& response, unsigned version, bool keep_alive,
+                         std::optional<std::size_t> body_size) {
+  const auto status = static_cast<bhttp::status>(response.status);
+  const std::string_view reason = Sv(bhttp::obsolete_reason(status));
+  std::string head;
+  head.reserve(256);
+  head += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  head += std::to_string(response.status);
+  head += ' ';
+  head += reason;
+  head += "\r\nDate: ";
+  head += HttpDate();
+  head += "\r\nServer: chatd\r\n";
+  for (const auto& [name, value] : response.headers) {
+    head += name;
+    head += ": ";
+    head += value;
+    head += "\r\n";
   }
-  return out;
+  // No body framing for 1xx, 204 and 304 (RFC 9110 8.6, 9112 6.1).
+  const bool bodiless = bhttp::to_status_class(status) == bhttp::status_class::informational ||
+                        status == bhttp::status::no_content || status == bhttp::status::not_modified;
+  if (!bodiless) {
+    if (body_size) {
+      head += "Content-Length: ";
+      head += std::to_string(*body_size);
+      head += "\r\n";
+    } else {
+      head += "Transfer-Encoding: chunked\r\n";
+    }
+  }
+  if (version == 10 && keep_alive) head += "Connection: keep-alive\r\n";
+  if (version != 10 && !keep_alive) head += "Connection: close\r\n";
+  head += "\r\n";
+  return head;
+}
+
+// Writes a whole response: its head and (unless `head_only`, for HEAD) its body in one
+// gathered write.
+Task<error_code> WriteResponse(beast::tcp_stream& stream, const Response& response, unsigned version,
+                               bool head_only, bool keep_alive, std::chrono::milliseconds timeout) {
+  const std::string head = ResponseHead(response, version, keep_alive, response.body.size());
+  const std::array<asio::const_buffer, 2> buffers{
+      asio::buffer(head), head_only ? asio::const_buffer() : asio::buffer(response.body)};
+  error_code ec;
+  stream.expires_after(timeout);
+  co_await asio::async_write(stream, buffers, asio::redirect_error(kUseAwaitable, ec));
+  co_return ec;
 }
 
 }  // namespace
@@ -245,16 +284,11 @@ class Server::Impl::StreamWriter final : public ResponseStream {
     begun_ = true;
     status_ = head.status;
     impl_.Decorate(request_, head);
-    bhttp::response<bhttp::empty_body> out{static_cast<bhttp::status>(head.status), request_.version};
-    out.set(bhttp::field::date, Bv(HttpDate()));
-    out.set(bhttp::field::server, "chatd");
-    for (auto& [name, value] : head.headers) out.insert(name, value);
-    out.chunked(true);
-    out.keep_alive(!impl_.draining.load(std::memory_order_relaxed));
-    bhttp::response_serializer<bhttp::empty_body> serializer(out);
+    const std::string out =
+        ResponseHead(head, request_.version, !impl_.draining.load(std::memory_order_relaxed), std::nullopt);
     error_code ec;
     stream_.expires_after(impl_.config.write_timeout);
-    co_await bhttp::async_write_header(stream_, serializer, asio::redirect_error(kUseAwaitable, ec));
+    co_await asio::async_write(stream_, asio::buffer(out), asio::redirect_error(kUseAwaitable, ec));
     failed_ = static_cast<bool>(ec);
     co_return !failed_;
   }
@@ -263,10 +297,18 @@ class Server::Impl::StreamWriter final : public ResponseStream {
     if (!begun_) throw std::logic_error("ResponseStream::Write called before Begin");
     if (failed_) co_return false;
     if (data.empty()) co_return true;  // an empty chunk would end the body
+    // One chunk: its size in hex, the data, CRLF (RFC 9112 7.1), in one gathered write.
+    std::array<char, 20> size{};
+    auto [end, ignored] = std::to_chars(size.data(), size.data() + size.size() - 2, data.size(), 16);
+    *end++ = '\r';
+    *end++ = '\n';
+    static constexpr std::string_view kCrlf = "\r\n";
+    const std::array<asio::const_buffer, 3> chunk{asio::buffer(size.data(), static_cast<std::size_t>(end - size.data())),
+                                                  asio::buffer(data.data(), data.size()),
+                                                  asio::buffer(kCrlf.data(), kCrlf.size())};
     error_code ec;
     stream_.expires_after(impl_.config.write_timeout);
-    co_await asio::async_write(stream_, bhttp::make_chunk(asio::const_buffer(data.data(), data.size())),
-                               asio::redirect_error(kUseAwaitable, ec));
+    co_await asio::async_write(stream_, chunk, asio::redirect_error(kUseAwaitable, ec));
     failed_ = static_cast<bool>(ec);
     bytes_ += data.size();
     co_return !failed_;
@@ -277,7 +319,9 @@ class Server::Impl::StreamWriter final : public ResponseStream {
     if (failed_) co_return false;
     error_code ec;
     stream_.expires_after(impl_.config.write_timeout);
-    co_await asio::async_write(stream_, bhttp::make_chunk_last(), asio::redirect_error(kUseAwaitable, ec));
+    static constexpr std::string_view kLastChunk = "0\r\n\r\n";
+    co_await asio::async_write(stream_, asio::buffer(kLastChunk.data(), kLastChunk.size()),
+                               asio::redirect_error(kUseAwaitable, ec));
     co_return !ec;
   }
 
@@ -403,9 +447,7 @@ Task<void> Server::Impl::Serve(Worker& worker, tcp::socket socket) {
                                 ? ErrorResponse(ErrorCode::kInvalidArgument, "request header is too large")
                                 : ErrorResponse(ErrorCode::kInvalidArgument, "malformed HTTP request");
         if (ec == bhttp::error::header_limit) response.status = 431;
-        auto out = ToBeast(response, 11, false, false);
-        connection.stream.expires_after(config.write_timeout);
-        co_await bhttp::async_write(connection.stream, out, asio::redirect_error(kUseAwaitable, ec));
+        co_await WriteResponse(connection.stream, response, 11, false, false, config.write_timeout);
         co_await LingeringClose(connection.stream);
       }
       break;
@@ -520,9 +562,8 @@ Task<void> Server::Impl::Serve(Worker& worker, tcp::socket socket) {
 
     const bool keep_alive = !response.close_connection && !draining.load(std::memory_order_relaxed) &&
                             (full ? full->keep_alive() : head.keep_alive());
-    auto out = ToBeast(response, request.version, method == Method::kHead, keep_alive);
-    connection.stream.expires_after(config.write_timeout);
-    co_await bhttp::async_write(connection.stream, out, asio::redirect_error(kUseAwaitable, ec));
+    ec = co_await WriteResponse(connection.stream, response, request.version, method == Method::kHead, keep_alive,
+                                config.write_timeout);
     if (ec) break;
     if (!keep_alive) {
       if (response.close_connection) co_await LingeringClose(connection.stream);
