@@ -200,13 +200,15 @@ Expected<AppConfig> LoadConfig(const EnvSource& env) {
   AddEnvUpstreams(read, env, upstream_defaults, config.llm.upstreams);
   if (read.error()) return MakeError(ErrorCode::kInvalidArgument, *read.error());
   for (const llm::ModelConfig& model : config.llm.models) {
-    const bool known = std::any_of(config.llm.upstreams.begin(), config.llm.upstreams.end(),
-                                   [&](const llm::UpstreamConfig& u) { return u.api.name == model.provider; });
-    if (!known) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       fmt::format("MODELS_FILE {}: model '{}' names provider '{}', which is neither in the file nor "
-                                   "set up by OPENAI_API_KEY / OPENAI_BASE_URL / DEEPSEEK_API_KEY",
-                                   config.models_file, model.name, model.provider));
+    for (const llm::DeploymentConfig& deployment : model.Deployments()) {
+      const bool known = std::any_of(config.llm.upstreams.begin(), config.llm.upstreams.end(),
+                                     [&](const llm::UpstreamConfig& u) { return u.api.name == deployment.provider; });
+      if (!known) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         fmt::format("MODELS_FILE {}: model '{}' names provider '{}', which is neither in the file nor "
+                                     "set up by OPENAI_API_KEY / OPENAI_BASE_URL / DEEPSEEK_API_KEY",
+                                     config.models_file, model.name, deployment.provider));
+      }
     }
   }
   if (!client.extra_ca_file.empty()) {

@@ -1,5 +1,7 @@
 #include "app/models_file.hpp"
 
+#include <map>
+#include <optional>
 #include <set>
 
 #include <fmt/format.h>
@@ -101,6 +103,66 @@ Unexpected Invalid(const std::string& path, std::string_view problem) {
   return MakeError(ErrorCode::kInvalidArgument, fmt::format("MODELS_FILE {}: {}", path, problem));
 }
 
+// A model's `deployments = [{ provider = "a", upstream_model = "x", weight = 3 }, ...]`
+// and `balance`, into `model`; the problem, naming the model and the field, otherwise.
+std::optional<std::string> ReadDeployments(const toml::table& table, llm::ModelConfig& model) {
+  const std::string where = fmt::format("model '{}'", model.name);
+  const toml::node* node = table.get("deployments");
+  if (node == nullptr) {
+    if (model.provider.empty()) return where + ": provider (or deployments) is required";
+    if (table.contains("balance")) return where + ": balance needs deployments";
+    return std::nullopt;
+  }
+  if (!model.provider.empty() || !model.upstream_model.empty()) {
+    return where + ": set provider and upstream_model, or deployments, not both";
+  }
+  const toml::array* array = node->as_array();
+  if (array == nullptr) return where + ": deployments must be an array of tables ({ provider = \"...\", ... })";
+  if (array->empty()) return where + ": deployments is empty; name at least one";
+  for (std::size_t i = 0; i < array->size(); ++i) {
+    const toml::table* entry = (*array)[i].as_table();
+    const std::string at = fmt::format("{}: deployments[{}]", where, i);
+    if (entry == nullptr) return at + " must be a table ({ provider = \"...\", ... })";
+    Fields read(*entry, at);
+    llm::DeploymentConfig deployment;
+    deployment.provider = read.String("provider");
+    deployment.upstream_model = read.String("upstream_model");
+    deployment.weight = static_cast<int>(read.Integer("weight", 1, 1, 1000));
+    if (read.error()) return *read.error();
+    if (deployment.provider.empty()) return at + ": provider is required";
+    model.deployments.push_back(std::move(deployment));
+  }
+  Fields read(table, where);
+  const std::string balance = read.String("balance", "weighted");
+  if (read.error()) return *read.error();
+  if (balance == "weighted") {
+    model.balance = llm::BalancePolicy::kWeighted;
+  } else if (balance == "least_busy") {
+    model.balance = llm::BalancePolicy::kLeastBusy;
+  } else {
+    return fmt::format("{}: balance '{}' is not known; expected \"weighted\" or \"least_busy\"", where, balance);
+  }
+  return std::nullopt;
+}
+
+// Every alias must be a name no model and no other alias has.
+std::optional<std::string> CheckAliases(const std::vector<llm::ModelConfig>& models) {
+  std::map<std::string_view, std::string_view> taken;  // public name -> the model it is
+  for (const llm::ModelConfig& model : models) taken.emplace(model.name, model.name);
+  for (const llm::ModelConfig& model : models) {
+    for (const std::string& alias : model.aliases) {
+      if (alias.empty()) return fmt::format("model '{}': aliases: an alias is empty", model.name);
+      const auto [clash, added] = taken.emplace(alias, model.name);
+      if (added) continue;
+      if (clash->first == clash->second) {
+        return fmt::format("model '{}': alias '{}' is the name of a model", model.name, alias);
+      }
+      return fmt::format("model '{}': alias '{}' is already an alias of model '{}'", model.name, alias, clash->second);
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 Expected<ModelsFile> LoadModelsFile(const std::string& path, const llm::UpstreamConfig& defaults, const EnvSource& env) {
@@ -168,9 +230,12 @@ Expected<ModelsFile> LoadModelsFile(const std::string& path, const llm::Upstream
     for (std::size_t i = 0; i < array->size(); ++i) {
       const toml::table* table = (*array)[i].as_table();
       if (table == nullptr) return Invalid(path, "models must be an array of tables ([[models]])");
-      Fields read(*table, fmt::format("models[{}]", i));
+      Fields named(*table, fmt::format("models[{}]", i));
       llm::ModelConfig model;
-      model.name = read.String("name");
+      model.name = named.String("name");
+      if (named.error()) return Invalid(path, *named.error());
+      if (model.name.empty()) return Invalid(path, fmt::format("models[{}]: name is required", i));
+      Fields read(*table, fmt::format("model '{}'", model.name));
       model.provider = read.String("provider");
       model.upstream_model = read.String("upstream_model");
       model.context_window = read.Integer("context_window", 8192, 256, 100'000'000);
@@ -178,13 +243,14 @@ Expected<ModelsFile> LoadModelsFile(const std::string& path, const llm::Upstream
       model.output_price_per_million = read.Number("output_price_per_1m", 0);
       model.fallbacks = read.Strings("fallbacks");
       model.embeddings = read.Bool("embeddings", false);
+      model.aliases = read.Strings("aliases");
       if (read.error()) return Invalid(path, *read.error());
-      if (model.name.empty()) return Invalid(path, fmt::format("models[{}]: name is required", i));
       if (!models.insert(model.name).second) return Invalid(path, fmt::format("model '{}' is defined twice", model.name));
-      if (model.provider.empty()) return Invalid(path, fmt::format("model '{}': provider is required", model.name));
+      if (auto problem = ReadDeployments(*table, model)) return Invalid(path, *problem);
       file.router.models.push_back(std::move(model));
     }
   }
+  if (auto problem = CheckAliases(file.router.models)) return Invalid(path, *problem);
   return file;
 }
 

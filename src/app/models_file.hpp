@@ -1,5 +1,6 @@
 // The providers/models file (MODELS_FILE, TOML): upstreams beyond the OPENAI_* / DEEPSEEK_*
-// variables, and models with their context windows, prices and fallbacks. See
+// variables, and models with their context windows, prices, fallbacks, aliases and
+// deployments (several upstreams for one model, balanced). See
 // deploy/models.example.toml for the format.
 #pragma once
 

@@ -50,6 +50,12 @@ CircuitBreaker::State CircuitBreaker::state() {
   return state_;
 }
 
+bool CircuitBreaker::Refusing() const {
+  std::lock_guard lock(mutex_);
+  if (state_ == State::kOpen) return now_() < open_until_;
+  return state_ == State::kHalfOpen && probing_;
+}
+
 std::chrono::milliseconds CircuitBreaker::RemainingCooldown() {
   std::lock_guard lock(mutex_);
   if (state_ != State::kOpen) return std::chrono::milliseconds(0);

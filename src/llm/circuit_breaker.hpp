@@ -36,13 +36,16 @@ class CircuitBreaker {
   void OnNeutral();
 
   State state();
+  /// Whether a call now would be refused: open within its cool-down, or half-open with its
+  /// probe out. Unlike Allow(), takes no probe slot: a balancer asks before choosing.
+  bool Refusing() const;
   /// While open: how long until the next probe may go.
   std::chrono::milliseconds RemainingCooldown();
 
  private:
   BreakerConfig config_;
   std::function<Clock::time_point()> now_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   State state_ = State::kClosed;
   int consecutive_failures_ = 0;
   Clock::time_point open_until_{};

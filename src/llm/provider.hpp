@@ -125,6 +125,14 @@ class CompletionResponse {
   virtual void Cancel() = 0;
 };
 
+/// Worth handing a call that failed before its first byte to another deployment or model:
+/// anything but a request that is invalid everywhere or a cancel by our own side.
+/// FallbackChain and BalancedProvider follow this one rule.
+inline bool FallbackWorthy(const Error& error) {
+  return error.code != ErrorCode::kInvalidArgument &&
+         !(error.code == ErrorCode::kUnavailable && error.message == "cancelled");
+}
+
 /// What the registry knows about one public model.
 struct ModelInfo {
   std::string id;                   // the public name clients send ("demo", "gpt-4o")

@@ -1,6 +1,7 @@
 #include "llm/router.hpp"
 
 #include <algorithm>
+#include <map>
 #include <random>
 
 #include <boost/asio/redirect_error.hpp>
@@ -29,12 +30,6 @@ milliseconds Backoff(const RetryPolicy& policy, int attempt) {
 }
 
 bool CountsAgainstUpstream(ErrorCode code) { return Retryable(code); }
-
-// Worth trying the next candidate: anything but a request that is invalid everywhere or a
-// cancel by our own side.
-bool FallbackWorthy(const Error& error) {
-  return error.code != ErrorCode::kInvalidArgument && !(error.code == ErrorCode::kUnavailable && error.message == "cancelled");
-}
 
 // Model ids a /models listing offers that are not for chat or embeddings.
 bool OffTopicModel(std::string_view id) {
@@ -249,6 +244,11 @@ Task<Expected<Embeddings>> FallbackChain::Embed(const EmbeddingRequest& request)
   co_return Unexpected{std::move(*last)};
 }
 
+std::vector<DeploymentConfig> ModelConfig::Deployments() const {
+  if (!deployments.empty()) return deployments;
+  return {DeploymentConfig{.provider = provider, .upstream_model = upstream_model, .weight = 1}};
+}
+
 Router::Router(RouterConfig config, http::Client& client, metrics::Registry* metrics)
     : models_(std::move(config.models)) {
   if (metrics != nullptr) metrics_.emplace(*metrics);
@@ -272,8 +272,11 @@ Router::Upstream* Router::Find(std::string_view name) {
 }
 
 Task<void> Router::Discover(std::string assumed) {
+  // A listed id a configured model already uses, as its name or an alias, is not added.
   const auto configured = [&](std::string_view name) {
-    return std::any_of(models_.begin(), models_.end(), [&](const ModelConfig& m) { return m.name == name; });
+    return std::any_of(models_.begin(), models_.end(), [&](const ModelConfig& m) {
+      return m.name == name || std::find(m.aliases.begin(), m.aliases.end(), name) != m.aliases.end();
+    });
   };
   for (Upstream& upstream : upstreams_) {
     if (!upstream.config.discover_models) continue;
@@ -308,28 +311,42 @@ Task<void> Router::Discover(std::string assumed) {
   }
 }
 
-Expected<void> Router::Register(ModelRegistry& registry) {
-  // Each model's own deployment: its upstream (with retries and breaker) and upstream name.
-  auto deployment = [&](const ModelConfig& model) -> Expected<FallbackChain::Candidate> {
-    Upstream* upstream = Find(model.provider);
+Expected<FallbackChain::Candidate> Router::OwnCandidate(const ModelConfig& model) {
+  std::vector<BalancedProvider::Deployment> deployments;
+  for (const DeploymentConfig& deployment : model.Deployments()) {
+    Upstream* upstream = Find(deployment.provider);
     if (upstream == nullptr) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       fmt::format("model '{}' names provider '{}', which is not configured", model.name, model.provider));
+      return MakeError(
+          ErrorCode::kInvalidArgument,
+          fmt::format("model '{}' names provider '{}', which is not configured", model.name, deployment.provider));
     }
-    return FallbackChain::Candidate{upstream->resilient.get(),
-                                    model.upstream_model.empty() ? model.name : model.upstream_model, model.name};
-  };
+    deployments.push_back({.provider = upstream->resilient.get(),
+                           .upstream_model = deployment.upstream_model.empty() ? model.name : deployment.upstream_model,
+                           .weight = deployment.weight,
+                           .breaker = &upstream->resilient->breaker()});
+  }
+  if (deployments.size() == 1) {
+    return FallbackChain::Candidate{deployments.front().provider, deployments.front().upstream_model, model.name};
+  }
+  balancers_.push_back(std::make_unique<BalancedProvider>(model.name, std::move(deployments), model.balance));
+  return FallbackChain::Candidate{balancers_.back().get(), model.name, model.name};
+}
+
+Expected<void> Router::Register(ModelRegistry& registry) {
+  // Each model's own candidate, built once: a balancer's counts must be the same whether
+  // the model is called directly or as another's fallback.
+  std::map<std::string, FallbackChain::Candidate, std::less<>> own;
+  for (const ModelConfig& model : models_) {
+    auto candidate = OwnCandidate(model);
+    if (!candidate) return Unexpected{std::move(candidate).error()};
+    own.emplace(model.name, std::move(*candidate));
+  }
   std::vector<std::pair<const ModelConfig*, std::vector<FallbackChain::Candidate>>> planned;
   for (const ModelConfig& model : models_) {
-    auto own = deployment(model);
-    if (!own) return Unexpected{std::move(own).error()};
-    std::vector<FallbackChain::Candidate> candidates{*own};
+    std::vector<FallbackChain::Candidate> candidates{own.at(model.name)};
     for (const std::string& fallback : model.fallbacks) {
-      const auto configured = std::find_if(models_.begin(), models_.end(), [&](const ModelConfig& m) { return m.name == fallback; });
-      if (configured != models_.end()) {
-        auto candidate = deployment(*configured);
-        if (!candidate) return Unexpected{std::move(candidate).error()};
-        candidates.push_back(*candidate);
+      if (const auto configured = own.find(fallback); configured != own.end()) {
+        candidates.push_back(configured->second);
       } else if (auto existing = registry.Resolve(fallback)) {
         candidates.push_back({&existing->provider, existing->info.upstream_model, existing->info.id});
       } else {
@@ -340,17 +357,27 @@ Expected<void> Router::Register(ModelRegistry& registry) {
     planned.emplace_back(&model, std::move(candidates));
   }
   for (auto& [model, candidates] : planned) {
-    chains_.push_back(std::make_unique<FallbackChain>(std::move(candidates)));
+    const FallbackChain::Candidate& first = candidates.front();
+    const std::string provider(first.provider->name());
     ModelInfo info{.id = model->name,
-                   .provider = model->provider,
-                   .upstream_model = model->upstream_model.empty() ? model->name : model->upstream_model,
+                   .provider = provider,
+                   .upstream_model = first.upstream_model,
                    .context_window = model->context_window,
                    .embeddings = model->embeddings,
-                   .owned_by = model->provider,
+                   .owned_by = provider,
                    .input_price_per_million = model->input_price_per_million,
                    .output_price_per_million = model->output_price_per_million};
+    chains_.push_back(std::make_unique<FallbackChain>(std::move(candidates)));
     if (auto added = registry.Add(*chains_.back(), std::move(info)); !added) {
       return MakeError(ErrorCode::kInvalidArgument, fmt::format("model '{}': {}", model->name, added.error().message));
+    }
+  }
+  for (const ModelConfig& model : models_) {
+    for (const std::string& alias : model.aliases) {
+      if (auto added = registry.AddAlias(alias, model.name); !added) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         fmt::format("model '{}': aliases: {}", model.name, added.error().message));
+      }
     }
   }
   return {};

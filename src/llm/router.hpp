@@ -5,6 +5,9 @@
 //   ModelRegistry::Resolve("gpt-4o") ──> FallbackChain   (the model's candidates, in order)
 //                                          │  candidate fails before the first token
 //                                          ▼
+//                                        BalancedProvider  (a model with several deployments:
+//                                          │  weighted or least busy, failover between them)
+//                                          ▼
 //                                        ResilientProvider (one per upstream: retries with
 //                                          │  exponential backoff + jitter, Retry-After,
 //                                          ▼  a circuit breaker)
@@ -24,6 +27,7 @@
 
 #include "core/metrics.hpp"
 #include "http/client.hpp"
+#include "llm/balanced_provider.hpp"
 #include "llm/circuit_breaker.hpp"
 #include "llm/model_registry.hpp"
 #include "llm/openai_provider.hpp"
@@ -136,16 +140,30 @@ struct UpstreamConfig {
   bool discover_models = false;  // offer what GET {base_url}/models lists
 };
 
-/// A public model (MODELS_FILE [[models]]).
-struct ModelConfig {
-  std::string name;
+/// One upstream serving a public model, and the name it knows the model by.
+struct DeploymentConfig {
   std::string provider;
   std::string upstream_model;  // empty: the public name
+  int weight = 1;              // its share of the calls (at least 1)
+};
+
+/// A public model (MODELS_FILE [[models]]): served by one provider, or balanced over
+/// several deployments.
+struct ModelConfig {
+  std::string name;
+  std::string provider;        // one deployment: its provider (empty with `deployments`)
+  std::string upstream_model;  // empty: the public name
+  std::vector<DeploymentConfig> deployments;  // several, balanced (then provider is empty)
+  BalancePolicy balance = BalancePolicy::kWeighted;
+  std::vector<std::string> aliases;  // other public names for the model
   std::int64_t context_window = 8192;
   double input_price_per_million = 0;   // USD per 1M prompt tokens
   double output_price_per_million = 0;  // USD per 1M completion tokens
   std::vector<std::string> fallbacks;   // public model names, tried in order
   bool embeddings = false;
+
+  /// `deployments`, or provider + upstream_model as the one deployment.
+  std::vector<DeploymentConfig> Deployments() const;
 };
 
 struct RouterConfig {
@@ -168,9 +186,11 @@ class Router {
   /// any executor; each listing is bounded (kListTimeout in openai_provider.cpp).
   Task<void> Discover(std::string assumed = {});
 
-  /// Registers every model in `registry`, wrapped in its fallback chain. Fallbacks may name
-  /// the router's models or ones already in the registry (e.g. demo). kInvalidArgument
-  /// naming the model for an unknown provider or fallback.
+  /// Registers every model in `registry`, wrapped in its fallback chain whose first
+  /// candidate is the model's deployment (a BalancedProvider over them when there are
+  /// several), then the models' aliases. Fallbacks may name the router's models or ones
+  /// already in the registry (e.g. demo). kInvalidArgument naming the model for an unknown
+  /// provider or fallback, or an alias that is taken.
   Expected<void> Register(ModelRegistry& registry);
 
   std::size_t upstream_count() const { return upstreams_.size(); }
@@ -183,10 +203,13 @@ class Router {
     std::unique_ptr<ResilientProvider> resilient;
   };
   Upstream* Find(std::string_view name);
+  // The candidate that serves `model` itself: its upstream, or a balancer over them.
+  Expected<FallbackChain::Candidate> OwnCandidate(const ModelConfig& model);
 
   std::optional<LlmMetrics> metrics_;
   std::vector<Upstream> upstreams_;
   std::vector<ModelConfig> models_;
+  std::vector<std::unique_ptr<BalancedProvider>> balancers_;
   std::vector<std::unique_ptr<FallbackChain>> chains_;
 };
 
