@@ -73,6 +73,7 @@ KeyLimits ApplyChange(KeyLimits limits, const KeyLimitsChange& change) {
   if (change.rpm) limits.rpm = *change.rpm;
   if (change.tpm) limits.tpm = *change.tpm;
   if (change.budget) limits.budget = *change.budget;
+  if (change.response_cache) limits.response_cache = *change.response_cache;
   return limits;
 }
 
@@ -92,6 +93,7 @@ store::ApiKeyLimitsRecord ToRecord(const KeyLimits& limits) {
     record.budget_unit = std::string(BudgetUnitName(limits.budget->unit));
     record.budget_period = std::string(BudgetPeriodName(limits.budget->period));
   }
+  record.response_cache = limits.response_cache;
   return record;
 }
 
@@ -112,6 +114,7 @@ KeyLimits FromRecord(const store::ApiKeyLimitsRecord& record) {
   const auto unit = ParseBudgetUnit(record.budget_unit);
   const auto period = ParseBudgetPeriod(record.budget_period);
   if (record.budget_amount && unit && period) limits.budget = Budget{*record.budget_amount, *unit, *period};
+  limits.response_cache = record.response_cache;
   return limits;
 }
 

@@ -1,7 +1,8 @@
 // The limits an API key carries (docs/api.md "API keys"): the models it may call, requests
-// and tokens per minute, and a budget of tokens or USD per UTC day or month. Accounts
-// validates and stores them with the key; the gateway enforces them
-// (gateway/key_limiter.hpp), looking them up through AccountService::ApiKeyLimits.
+// and tokens per minute, and a budget of tokens or USD per UTC day or month — plus whether
+// the gateway's response cache may serve it. Accounts validates and stores them with the
+// key; the gateway enforces them (gateway/key_limiter.hpp, gateway/response_cache.hpp),
+// looking them up through AccountService::ApiKeyLimits.
 #pragma once
 
 #include <cstdint>
@@ -34,7 +35,11 @@ struct KeyLimits {
   std::optional<std::int64_t> rpm;          // requests per minute
   std::optional<std::int64_t> tpm;          // tokens (prompt + completion) per minute
   std::optional<Budget> budget;
+  /// The gateway may answer from (and keep answers in) its response cache; not a limit,
+  /// but the key's gateway policy, looked up with the limits.
+  bool response_cache = true;
 
+  /// No limit to enforce (response_cache is not one).
   bool Unlimited() const { return allowed_models.empty() && !rpm && !tpm && !budget; }
 };
 
@@ -45,6 +50,7 @@ struct KeyLimitsChange {
   std::optional<std::optional<std::int64_t>> rpm;
   std::optional<std::optional<std::int64_t>> tpm;
   std::optional<std::optional<Budget>> budget;
+  std::optional<bool> response_cache;
 };
 
 inline constexpr std::size_t kMaxAllowedModels = 100;

@@ -4,7 +4,6 @@
 #include <cstdint>
 #include <stdexcept>
 
-#include <openssl/sha.h>
 #include <sodium.h>
 
 namespace chatd::accounts {
@@ -86,18 +85,6 @@ std::string RandomToken(std::size_t bytes) {
   std::string token = Base64UrlEncode(raw);
   sodium_memzero(raw.data(), raw.size());
   return token;
-}
-
-std::string Sha256Hex(std::string_view text) {
-  std::array<unsigned char, SHA256_DIGEST_LENGTH> digest{};
-  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest.data());
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out(2 * digest.size(), '\0');
-  for (std::size_t i = 0; i < digest.size(); ++i) {
-    out[2 * i] = kHex[digest[i] >> 4];
-    out[2 * i + 1] = kHex[digest[i] & 15];
-  }
-  return out;
 }
 
 std::string NewApiKeySecret() { return std::string(kApiKeyPrefix) + RandomToken(32); }

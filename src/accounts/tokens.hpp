@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/sha256.hpp"  // Sha256Hex: how tokens and keys are stored
+
 namespace chatd::accounts {
 
 inline constexpr std::string_view kApiKeyPrefix = "sk-chatd-";
@@ -25,8 +27,6 @@ std::optional<std::string> Base64UrlDecode(std::string_view text);
 
 /// `bytes` random bytes from libsodium, base64url-encoded.
 std::string RandomToken(std::size_t bytes = 32);
-/// SHA-256 of `text` as 64 lower-case hex characters.
-std::string Sha256Hex(std::string_view text);
 
 /// A new API key: "sk-chatd-" + 43 base64url characters (32 random bytes).
 std::string NewApiKeySecret();

@@ -31,7 +31,7 @@ void WriteUser(JsonWriter& json, const accounts::User& user) {
   json.EndObject();
 }
 
-// The limits of a key; null for each one not set.
+// The limits of a key (null for each one not set) and its response_cache flag.
 void WriteKeyLimits(JsonWriter& json, const accounts::KeyLimits& limits) {
   json.Key("allowed_models");
   if (limits.allowed_models.empty()) {
@@ -65,6 +65,7 @@ void WriteKeyLimits(JsonWriter& json, const accounts::KeyLimits& limits) {
   } else {
     json.Null();
   }
+  json.Field("response_cache", limits.response_cache);
 }
 
 void WriteApiKey(JsonWriter& json, const accounts::ApiKey& key, std::string_view secret = {}) {
@@ -87,7 +88,7 @@ http::Response ApiKeyResponse(const accounts::ApiKey& key) {
 }
 
 // The limit fields of a key's JSON: each absent one stays out of the change, a null one
-// removes that limit.
+// removes that limit (response_cache, a flag, is true or false).
 Expected<accounts::KeyLimitsChange> ReadKeyLimits(const JsonObject& body) {
   accounts::KeyLimitsChange change;
   if (body.IsNull("allowed_models")) {
@@ -137,6 +138,12 @@ Expected<accounts::KeyLimitsChange> ReadKeyLimits(const JsonObject& body) {
       change.budget.emplace(accounts::Budget{**amount, *unit, *period});
     }
   }
+  if (body.IsNull("response_cache")) {
+    return MakeError(ErrorCode::kInvalidArgument, "response_cache must be true or false", "response_cache");
+  }
+  auto response_cache = body.OptionalBool("response_cache");
+  if (!response_cache) return Unexpected{std::move(response_cache).error()};
+  change.response_cache = *response_cache;
   return change;
 }
 

@@ -1,6 +1,8 @@
 #include "api/gateway_api.hpp"
 
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "core/json.hpp"
 #include "gateway/anthropic.hpp"
@@ -8,7 +10,8 @@
 namespace chatd::api {
 namespace {
 
-// The request's response as the gateway sees it: SSE on the request's stream.
+// The request's response as the gateway sees it: SSE on the request's stream, and the
+// headers the gateway adds to whichever response ends the call.
 class HttpChannel final : public gateway::ClientChannel {
  public:
   explicit HttpChannel(http::Request& request) : request_(request) {}
@@ -17,13 +20,24 @@ class HttpChannel final : public gateway::ClientChannel {
     http::Response head(200, {}, "text/event-stream; charset=utf-8");
     head.AddHeader("Cache-Control", "no-cache");
     head.AddHeader("X-Accel-Buffering", "no");  // nginx must not buffer the stream
-    co_return co_await request_.stream->Begin(std::move(head));
+    http::Response decorated = Decorate(std::move(head));
+    co_return co_await request_.stream->Begin(std::move(decorated));
   }
   Task<bool> Write(std::string_view bytes) override { co_return co_await request_.stream->Write(bytes); }
   void WatchClient(std::function<void()> on_gone) override { request_.stream->WatchClient(std::move(on_gone)); }
+  void AddHeader(std::string name, std::string value) override {
+    headers_.emplace_back(std::move(name), std::move(value));
+  }
+
+  /// `response` with the gateway's headers.
+  http::Response Decorate(http::Response response) const {
+    for (const auto& [name, value] : headers_) response.AddHeader(name, value);
+    return response;
+  }
 
  private:
   http::Request& request_;
+  std::vector<std::pair<std::string, std::string>> headers_;
 };
 
 Expected<void> RequireJson(const http::Request& request) {
@@ -87,9 +101,9 @@ Task<http::Response> GatewayApi::ChatCompletions(http::Request& request) {
   if (auto json = RequireJson(request); !json) co_return GatewayErrorResponse(json.error());
   HttpChannel channel(request);
   auto outcome = co_await gateway_.ChatCompletions(*caller, request.body, channel);
-  if (!outcome) co_return GatewayErrorResponse(outcome.error());
+  if (!outcome) co_return channel.Decorate(GatewayErrorResponse(outcome.error()));
   if (outcome->streamed) co_return http::Response{};  // written to the stream already
-  co_return http::Response::Json(200, std::move(outcome->body));
+  co_return channel.Decorate(http::Response::Json(200, std::move(outcome->body)));
 }
 
 Task<http::Response> GatewayApi::Messages(http::Request& request) {

@@ -23,6 +23,7 @@ gateway::UsageReportRequest ReadRequest(const http::Request& request, bool admin
 void WriteTotals(JsonWriter& json, const store::UsageTotals& totals) {
   json.Field("requests", totals.requests)
       .Field("errors", totals.errors)
+      .Field("cache_hits", totals.cache_hits)
       .Field("prompt_tokens", totals.prompt_tokens)
       .Field("completion_tokens", totals.completion_tokens)
       .Field("cached_tokens", totals.cached_tokens)

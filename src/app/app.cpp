@@ -2,17 +2,16 @@
 // from the configuration, in dependency order, and hands each piece what it needs.
 #include "app/app.hpp"
 
-#include <sys/resource.h>
-
 #include <csignal>
-#include <filesystem>
 #include <cstdio>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <thread>
 
 #include <boost/asio/signal_set.hpp>
 #include <fmt/format.h>
+#include <sys/resource.h>
 
 #include "accounts/account_service.hpp"
 #include "accounts/secret_store.hpp"
@@ -21,8 +20,8 @@
 #include "api/chat_api.hpp"
 #include "api/conversations_api.hpp"
 #include "api/gateway_api.hpp"
-#include "api/messages_api.hpp"
 #include "api/guard.hpp"
+#include "api/messages_api.hpp"
 #include "api/operations.hpp"
 #include "api/routes.hpp"
 #include "api/search_api.hpp"
@@ -34,23 +33,24 @@
 #include "chat/search_service.hpp"
 #include "core/blocking_pool.hpp"
 #include "core/clock.hpp"
+#include "core/log.hpp"
+#include "core/metrics.hpp"
 #include "gateway/admission.hpp"
 #include "gateway/gateway.hpp"
+#include "gateway/key_limiter.hpp"
+#include "gateway/response_cache.hpp"
 #include "gateway/usage.hpp"
+#include "gateway/usage_recorder.hpp"
+#include "gateway/usage_service.hpp"
+#include "http/client.hpp"
 #include "http/client_ip.hpp"
+#include "http/middleware.hpp"
+#include "http/router.hpp"
+#include "http/server.hpp"
 #include "llm/call_metrics.hpp"
 #include "llm/demo_provider.hpp"
 #include "llm/model_registry.hpp"
 #include "llm/router.hpp"
-#include "http/client.hpp"
-#include "core/log.hpp"
-#include "core/metrics.hpp"
-#include "gateway/key_limiter.hpp"
-#include "gateway/usage_recorder.hpp"
-#include "gateway/usage_service.hpp"
-#include "http/middleware.hpp"
-#include "http/router.hpp"
-#include "http/server.hpp"
 #include "store/open.hpp"
 #include "store/usage_repository.hpp"
 
@@ -206,7 +206,21 @@ int Serve(const AppConfig& loaded) {
       usage_events, models, clock, metrics);
   gateway::UsageService usage_reports(usage_events, clock);
   api::UsageApi usage_api(usage_reports);
-  gateway::Gateway gateway(config.gateway, models, key_limiter, usage_recorder, clock, llm_metrics);
+  // The response cache (off unless GATEWAY_CACHE) asks the key's opt-out through the same
+  // cached lookup as its limits.
+  gateway::ResponseCache response_cache(
+      config.response_cache,
+      [&accounts](std::string key_id) -> Task<Expected<bool>> {
+        auto limits = co_await accounts.ApiKeyLimits(key_id);
+        if (!limits) co_return Unexpected{std::move(limits).error()};
+        co_return (*limits)->response_cache;
+      },
+      clock, metrics);
+  if (response_cache.enabled()) {
+    log::Info("gateway response cache on", {{"ttl_ms", static_cast<std::int64_t>(config.response_cache.ttl.count())},
+                                            {"max_bytes", static_cast<std::int64_t>(config.response_cache.max_bytes)}});
+  }
+  gateway::Gateway gateway(config.gateway, models, key_limiter, usage_recorder, clock, llm_metrics, &response_cache);
   api::GatewayApi gateway_api(guard, gateway);
   api::Services services{operations, guard,       accounts_api, conversations_api, messages_api, chat_api,
                          chat_socket, search_api, archive_api,  usage_api,         gateway_api};

@@ -128,6 +128,19 @@ Expected<AppConfig> LoadConfig(const EnvSource& env) {
   config.gateway.idle_timeout = chat.idle_timeout;
   config.gateway.default_max_tokens = chat.default_max_tokens;
 
+  auto& response_cache = config.response_cache;
+  response_cache.enabled = read.Bool("GATEWAY_CACHE", false);
+  response_cache.ttl = read.Duration("GATEWAY_CACHE_TTL", std::chrono::hours(1));
+  response_cache.max_bytes = read.Bytes("GATEWAY_CACHE_MAX_BYTES", 64 * 1024 * 1024);
+  if (response_cache.ttl.count() <= 0) {
+    read.Fail("GATEWAY_CACHE_TTL", env.Get("GATEWAY_CACHE_TTL").value_or(""), "is not positive",
+              "a duration such as 30s, 10m or 1h");
+  }
+  if (response_cache.max_bytes < response_cache.max_entry_bytes) {
+    read.Fail("GATEWAY_CACHE_MAX_BYTES", env.Get("GATEWAY_CACHE_MAX_BYTES").value_or(""), "is too small",
+              "at least 1MiB, so the cache holds an answer of the largest size it keeps");
+  }
+
   auto& usage = config.usage;
   usage.buffer_size = static_cast<std::size_t>(read.Integer("USAGE_BUFFER_SIZE", 10'000, 1, 10'000'000));
   usage.batch_size = static_cast<std::size_t>(read.Integer("USAGE_BATCH_SIZE", 500, 1, 10'000));
@@ -320,6 +333,9 @@ std::string DescribeConfig(const AppConfig& config) {
   line("WEBSOCKET_MAX_MESSAGE", s.websocket.max_message);
   line("WEBSOCKET_IDLE_TIMEOUT", fmt::format("{}ms", s.websocket.idle_timeout.count()));
   line("SHUTDOWN_TIMEOUT", fmt::format("{}ms", s.shutdown_timeout.count()));
+  line("GATEWAY_CACHE", config.response_cache.enabled);
+  line("GATEWAY_CACHE_TTL", fmt::format("{}ms", config.response_cache.ttl.count()));
+  line("GATEWAY_CACHE_MAX_BYTES", config.response_cache.max_bytes);
   line("USAGE_BUFFER_SIZE", config.usage.buffer_size);
   line("USAGE_BATCH_SIZE", config.usage.batch_size);
   line("USAGE_FLUSH_INTERVAL", fmt::format("{}ms", config.usage.flush_interval.count()));

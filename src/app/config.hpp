@@ -11,8 +11,9 @@
 #include "chat/chat_service.hpp"
 #include "core/config_env.hpp"
 #include "core/log.hpp"
-#include "gateway/usage_recorder.hpp"
 #include "gateway/gateway.hpp"
+#include "gateway/response_cache.hpp"
+#include "gateway/usage_recorder.hpp"
 #include "http/client.hpp"
 #include "http/server.hpp"
 #include "llm/demo_provider.hpp"
@@ -46,6 +47,7 @@ struct AppConfig {
   llm::RouterConfig llm;      // upstreams (OPENAI_*, DEEPSEEK_*, MODELS_FILE) and models
   gateway::UsageRecorderConfig usage;  // USAGE_*: the usage events' buffer and flusher
   gateway::GatewayConfig gateway;  // /v1: the LLM_* timeouts and LLM_MAX_TOKENS, as the chat turn's
+  gateway::ResponseCacheConfig response_cache;  // GATEWAY_CACHE*: /v1/chat/completions answers kept
 };
 
 /// Reads and validates the configuration. On an invalid value the error is one line

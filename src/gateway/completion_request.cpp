@@ -476,7 +476,9 @@ Expected<PreparedCompletion> PrepareCompletion(std::string_view body) {
   } else if (*n) {
     prepared.n = static_cast<int>(**n);
   }
-  if (auto checked = RangeField(root, "temperature", 0, 2); !checked) return Unexpected{std::move(checked).error()};
+  auto temperature = RangeField(root, "temperature", 0, 2);
+  if (!temperature) return Unexpected{std::move(temperature).error()};
+  prepared.temperature = *temperature;
   if (auto checked = RangeField(root, "top_p", 0, 1); !checked) return Unexpected{std::move(checked).error()};
   if (auto checked = RangeField(root, "presence_penalty", -2, 2); !checked) return Unexpected{std::move(checked).error()};
   if (auto checked = RangeField(root, "frequency_penalty", -2, 2); !checked) return Unexpected{std::move(checked).error()};

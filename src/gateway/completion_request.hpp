@@ -32,6 +32,7 @@ struct PreparedCompletion {
   /// the gateway strips the chunk chatd asked for on its own behalf.
   bool client_wants_usage = false;
   int n = 1;
+  std::optional<double> temperature;       // absent (or null): the upstream's default
   std::optional<std::int64_t> max_tokens;  // max_completion_tokens, else max_tokens
   std::int64_t prompt_tokens_estimate = 0;
 };

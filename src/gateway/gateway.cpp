@@ -278,6 +278,10 @@ void Gateway::Finish(const Exchange& exchange, const TokenUsage& usage, UsageSta
   event.ttft_ms = exchange.ttft_ms;
   event.status = status;
   event.created_at = exchange.created_at;
+  if (status == UsageStatus::kCached) {  // no model call to count: gateway_cache_hits_total has it
+    usage_.Record(std::move(event));
+    return;
+  }
   const double seconds = static_cast<double>(event.latency_ms) / 1000;
   metrics_.Record(event.provider, event.model, UsageStatusName(status), seconds, usage.prompt_tokens,
                   usage.completion_tokens);
@@ -292,7 +296,7 @@ Task<Expected<CompletionOutcome>> Gateway::ChatCompletions(const Caller& caller,
   auto prepared = PrepareCompletion(body);
   if (!prepared) co_return Unexpected{std::move(prepared).error()};
   OpenAiFormat format;
-  co_return co_await Complete(caller, *prepared, channel, format);
+  co_return co_await Complete(caller, *prepared, channel, format, body);
 }
 
 Task<Expected<CompletionOutcome>> Gateway::Messages(const Caller& caller, std::string_view body,
@@ -302,11 +306,12 @@ Task<Expected<CompletionOutcome>> Gateway::Messages(const Caller& caller, std::s
   auto prepared = PrepareCompletion(*translated);
   if (!prepared) co_return Unexpected{std::move(prepared).error()};
   AnthropicFormat format(NewMessageId(), prepared->model);
-  co_return co_await Complete(caller, *prepared, channel, format);
+  co_return co_await Complete(caller, *prepared, channel, format, std::nullopt);
 }
 
 Task<Expected<CompletionOutcome>> Gateway::Complete(const Caller& caller, const PreparedCompletion& prepared,
-                                                    ClientChannel& channel, AnswerFormat& format) {
+                                                    ClientChannel& channel, AnswerFormat& format,
+                                                    std::optional<std::string_view> cacheable_body) {
   Exchange exchange;
   exchange.started = SteadyClock::now();
   exchange.created_at = clock_.Now();
@@ -318,11 +323,27 @@ Task<Expected<CompletionOutcome>> Gateway::Complete(const Caller& caller, const 
                         fmt::format("The model `{}` is an embedding model: use /v1/embeddings.", model.id), "model");
   }
   exchange.model = &model;
+  CacheLookup cached;
+  if (cache_ != nullptr && cacheable_body) {
+    Task<CacheLookup> finding = cache_->Find(caller, model.id, prepared, *cacheable_body);
+    cached = co_await std::move(finding);
+  }
+  if (cached.status == CacheStatus::kHit) {
+    // A stored answer costs no tokens, but it is still a request, of a model the key must
+    // still be allowed: admission sees it as one of zero tokens.
+    auto admitted = co_await admission_.Admit(caller, model.id, 0);
+    if (!admitted) co_return Unexpected{std::move(admitted).error()};
+    exchange.ticket = std::move(*admitted);
+    channel.AddHeader(std::string(kCacheHeader), std::string(CacheStatusName(cached.status)));
+    Finish(exchange, TokenUsage{}, UsageStatus::kCached);
+    co_return CompletionOutcome{.streamed = false, .body = *cached.body};
+  }
   const std::int64_t completion_budget = prepared.max_tokens.value_or(config_.default_max_tokens);
   const std::int64_t estimate = prepared.prompt_tokens_estimate + prepared.n * completion_budget;
   auto ticket = co_await admission_.Admit(caller, model.id, estimate);
   if (!ticket) co_return Unexpected{std::move(ticket).error()};
   exchange.ticket = std::move(*ticket);
+  if (cacheable_body) channel.AddHeader(std::string(kCacheHeader), std::string(CacheStatusName(cached.status)));
 
   // From here every path ends in Finish(). The client leaving aborts the upstream call.
   CancelSignal cancel;
@@ -369,6 +390,8 @@ Task<Expected<CompletionOutcome>> Gateway::Complete(const Caller& caller, const 
     }
     meter.OnBody(answer);
     const TokenUsage usage = meter.Usage(prompt_estimate);
+    // Only a whole answer is worth repeating: one that says how it ended.
+    if (cached.status == CacheStatus::kMiss && meter.finished()) cache_->Store(cached, answer);
     auto client_body = format.Body(std::move(answer), usage);
     Finish(exchange, usage, client_body ? UsageStatus::kOk : UsageStatus::kError);
     if (!client_body) co_return Unexpected{std::move(client_body).error()};

@@ -17,6 +17,12 @@
 //   → Admission::Settle and UsageSink::Record, once, with the usage the upstream reported
 //   or, when it reported none or the stream ended early, an estimate of it.
 //
+// With the response cache (gateway/response_cache.hpp) on, an eligible /v1/chat/completions
+// request is looked up after the model is resolved: a hit is admitted as a zero-token
+// request (it still counts against RPM), answered with the stored body, and recorded with
+// status `cached`; a miss takes the path above and stores the complete answer. Either
+// way, and for a bypass, the response says so in `x-chatd-cache`.
+//
 // POST /v1/messages (Anthropic's Messages API) is translated into a chat completion first
 // and takes the same path; only the answer's form differs (AnswerFormat, gateway.cpp).
 #pragma once
@@ -24,6 +30,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -32,6 +39,7 @@
 #include "core/expected.hpp"
 #include "gateway/admission.hpp"
 #include "gateway/completion_request.hpp"
+#include "gateway/response_cache.hpp"
 #include "gateway/usage.hpp"
 #include "llm/call_metrics.hpp"
 #include "llm/model_registry.hpp"
@@ -57,6 +65,9 @@ class ClientChannel {
   virtual Task<bool> Write(std::string_view bytes) = 0;
   /// Calls `on_gone` once if the client disconnects before the gateway call returns.
   virtual void WatchClient(std::function<void()> on_gone) = 0;
+  /// A header for the response, whichever it is: the stream's head (call before
+  /// BeginEvents), the JSON answer, or the error that ends the call.
+  virtual void AddHeader(std::string name, std::string value) = 0;
 };
 
 /// The result of a completion: for a stream, the response was written to the channel
@@ -72,15 +83,22 @@ class AnswerFormat;
 
 class Gateway {
  public:
-  /// Everything referenced must outlive the gateway.
+  /// Everything referenced must outlive the gateway. `cache` null: no response cache.
   Gateway(GatewayConfig config, const llm::ModelRegistry& models, Admission& admission, UsageSink& usage,
-          const Clock& clock, llm::CallMetrics& metrics)
-      : config_(config), models_(models), admission_(admission), usage_(usage), clock_(clock), metrics_(metrics) {}
+          const Clock& clock, llm::CallMetrics& metrics, ResponseCache* cache = nullptr)
+      : config_(config),
+        models_(models),
+        admission_(admission),
+        usage_(usage),
+        clock_(clock),
+        metrics_(metrics),
+        cache_(cache) {}
 
   /// POST /v1/chat/completions. Errors before a stream began (the JSON error response):
   /// kInvalidArgument (param), kNotFound "model" (model_not_found), admission's refusals,
   /// the upstream's (kInvalidArgument/kNotFound with its message, kRateLimited,
   /// kUpstreamUnavailable, kUpstreamTimeout, kInternal for chatd's own credentials).
+  /// Once admitted, the channel gets `x-chatd-cache: hit|miss|bypass`.
   Task<Expected<CompletionOutcome>> ChatCompletions(const Caller& caller, std::string_view body,
                                                     ClientChannel& channel);
 
@@ -100,8 +118,11 @@ class Gateway {
 
  private:
   struct Exchange;
+  // `cacheable_body`: the client's bytes when the answer may come from (and go to) the
+  // response cache — /v1/chat/completions; nullopt for the translated /v1/messages.
   Task<Expected<CompletionOutcome>> Complete(const Caller& caller, const PreparedCompletion& prepared,
-                                             ClientChannel& channel, AnswerFormat& format);
+                                             ClientChannel& channel, AnswerFormat& format,
+                                             std::optional<std::string_view> cacheable_body);
   void Finish(const Exchange& exchange, const TokenUsage& usage, UsageStatus status);
 
   GatewayConfig config_;
@@ -110,6 +131,7 @@ class Gateway {
   UsageSink& usage_;
   const Clock& clock_;
   llm::CallMetrics& metrics_;
+  ResponseCache* cache_;
 };
 
 /// The 404 for an unknown model, in OpenAI's words (code "model_not_found" at the edge).

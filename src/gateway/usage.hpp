@@ -29,6 +29,7 @@ enum class UsageStatus {
   kOk,         // the response was complete
   kError,      // the upstream or chatd failed (before or during the response)
   kCancelled,  // the client went away before the end; the upstream call was aborted
+  kCached,     // answered from the gateway's response cache: no upstream call, no tokens
 };
 
 inline std::string_view UsageStatusName(UsageStatus status) {
@@ -36,6 +37,8 @@ inline std::string_view UsageStatusName(UsageStatus status) {
     case UsageStatus::kOk: return "ok";
     case UsageStatus::kError: return "error";
     case UsageStatus::kCancelled: return "cancelled";
+    case UsageStatus::kCached:
+      return "cached";
   }
   return "error";
 }
@@ -59,7 +62,7 @@ class UsageSink {
   virtual ~UsageSink() = default;
 
   /// Takes one event. Called on an I/O thread, once per /v1 request that reached
-  /// admission, after its response ended. Must not block or suspend: buffer and return.
+  /// admission, after its response ended (a cache hit included). Must not block or suspend: buffer and return.
   /// Thread-safe: called from every I/O thread.
   virtual void Record(UsageEvent event) = 0;
 };

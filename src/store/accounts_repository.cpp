@@ -70,18 +70,18 @@ constexpr std::string_view kRevokeFamilyByHash =
 
 constexpr std::string_view kApiKeyColumns =
     "id, user_id, name, key_hash, prefix, scopes, expires_at, last_used_at, revoked_at, created_at, "
-    "allowed_models, rpm_limit, tpm_limit, budget_amount, budget_unit, budget_period";
+    "allowed_models, rpm_limit, tpm_limit, budget_amount, budget_unit, budget_period, response_cache";
 
 constexpr std::string_view kInsertApiKey =
     "INSERT INTO api_keys (id, user_id, name, key_hash, prefix, scopes, expires_at, created_at, "
-    "allowed_models, rpm_limit, tpm_limit, budget_amount, budget_unit, budget_period) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+    "allowed_models, rpm_limit, tpm_limit, budget_amount, budget_unit, budget_period, response_cache) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
 
-// $8 empty: an admin's change, whoever owns the key.
+// $9 empty: an admin's change, whoever owns the key.
 constexpr std::string_view kUpdateApiKeyLimits =
     "UPDATE api_keys SET allowed_models = $1, rpm_limit = $2, tpm_limit = $3, budget_amount = $4, "
-    "budget_unit = $5, budget_period = $6 "
-    "WHERE id = $7 AND (user_id = $8 OR $8 = '') AND revoked_at IS NULL RETURNING ";
+    "budget_unit = $5, budget_period = $6, response_cache = $7 "
+    "WHERE id = $8 AND (user_id = $9 OR $9 = '') AND revoked_at IS NULL RETURNING ";
 
 constexpr std::string_view kFindLiveApiKey = "FROM api_keys WHERE id = $1 AND revoked_at IS NULL";
 
@@ -93,7 +93,7 @@ constexpr std::string_view kFindApiKeyByHash =
     "k.scopes AS scopes, k.expires_at AS expires_at, k.last_used_at AS last_used_at, "
     "k.revoked_at AS revoked_at, k.created_at AS created_at, k.allowed_models AS allowed_models, "
     "k.rpm_limit AS rpm_limit, k.tpm_limit AS tpm_limit, k.budget_amount AS budget_amount, "
-    "k.budget_unit AS budget_unit, k.budget_period AS budget_period, "
+    "k.budget_unit AS budget_unit, k.budget_period AS budget_period, k.response_cache AS response_cache, "
     "u.email AS email, u.role AS role, u.is_active AS is_active "
     "FROM api_keys k JOIN users u ON u.id = k.user_id "
     "WHERE k.key_hash = $1 AND k.revoked_at IS NULL";
@@ -105,6 +105,7 @@ constexpr std::string_view kTouchApiKey = "UPDATE api_keys SET last_used_at = $3
 Param Nullable(const std::string& text) { return text.empty() ? Param(nullptr) : Param(text); }
 Param Nullable(const std::optional<std::int64_t>& value) { return value ? Param(*value) : Param(nullptr); }
 Param Nullable(const std::optional<double>& value) { return value ? Param(*value) : Param(nullptr); }
+Param Flag(bool value) { return std::int64_t{value ? 1 : 0}; }  // PostgreSQL reads '1'/'0' as booleans
 
 UserRecord ReadUser(const Result& rows, std::size_t i) {
   UserRecord user;
@@ -142,6 +143,7 @@ ApiKeyRecord ReadApiKey(const Result& rows, std::size_t i) {
   if (!rows.IsNull(i, "budget_amount")) limits.budget_amount = rows.Number(i, "budget_amount");
   limits.budget_unit = rows.Text(i, "budget_unit");
   limits.budget_period = rows.Text(i, "budget_period");
+  limits.response_cache = rows.Int(i, "response_cache") != 0;
   return key;
 }
 
@@ -368,7 +370,8 @@ Task<Expected<void>> AccountsRepository::InsertApiKey(const ApiKeyRecord& key) {
                 Nullable(limits.tpm_limit),
                 Nullable(limits.budget_amount),
                 Nullable(limits.budget_unit),
-                Nullable(limits.budget_period)};
+                Nullable(limits.budget_period),
+                Flag(limits.response_cache)};
   auto inserted = co_await db_.Execute(kInsertApiKey, std::move(params));
   if (!inserted) co_return Unexpected{std::move(inserted).error()};
   co_return Expected<void>{};
@@ -418,14 +421,9 @@ Task<Expected<std::optional<ApiKeyRecord>>> AccountsRepository::FindLiveApiKey(s
 Task<Expected<std::optional<ApiKeyRecord>>> AccountsRepository::UpdateApiKeyLimits(std::string_view user_id,
                                                                                    std::string_view key_id,
                                                                                    const ApiKeyLimitsRecord& limits) {
-  Params params{Nullable(limits.allowed_models),
-                Nullable(limits.rpm_limit),
-                Nullable(limits.tpm_limit),
-                Nullable(limits.budget_amount),
-                Nullable(limits.budget_unit),
-                Nullable(limits.budget_period),
-                std::string(key_id),
-                std::string(user_id)};
+  Params params{Nullable(limits.allowed_models), Nullable(limits.rpm_limit),   Nullable(limits.tpm_limit),
+                Nullable(limits.budget_amount),  Nullable(limits.budget_unit), Nullable(limits.budget_period),
+                Flag(limits.response_cache),     std::string(key_id),          std::string(user_id)};
   const std::string sql = std::string(kUpdateApiKeyLimits) + std::string(kApiKeyColumns);
   auto rows = co_await db_.Execute(sql, std::move(params));
   if (!rows) co_return Unexpected{std::move(rows).error()};

@@ -53,7 +53,8 @@ struct RefreshTokenRecord {
 };
 
 /// What a key may call and how much (migration 6); every field absent means "no limit".
-/// The policy (validation, enforcement) is not the store's: see accounts/key_limits.hpp.
+/// And whether the gateway may cache its answers (migration 7). The policy (validation,
+/// enforcement) is not the store's: see accounts/key_limits.hpp.
 struct ApiKeyLimitsRecord {
   std::string allowed_models;  // JSON array of public model names; empty (NULL): every model
   std::optional<std::int64_t> rpm_limit;
@@ -61,6 +62,7 @@ struct ApiKeyLimitsRecord {
   std::optional<double> budget_amount;  // with budget_unit and budget_period, or none of them
   std::string budget_unit;              // "tokens" | "usd"
   std::string budget_period;            // "day" | "month"
+  bool response_cache = true;           // false: the key opted out of the response cache
 };
 
 struct ApiKeyRecord {

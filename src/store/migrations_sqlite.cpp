@@ -366,6 +366,12 @@ ALTER TABLE api_keys ADD COLUMN budget_unit TEXT CHECK (budget_unit IN ('tokens'
 ALTER TABLE api_keys ADD COLUMN budget_period TEXT CHECK (budget_period IN ('day', 'month'));
 )sql";
 
+// Whether the gateway's response cache may answer a key's requests (and keep its
+// answers): on unless the key's owner turned it off (gateway/response_cache.hpp).
+constexpr std::string_view kResponseCacheOptOut = R"sql(
+ALTER TABLE api_keys ADD COLUMN response_cache INTEGER NOT NULL DEFAULT 1 CHECK (response_cache IN (0, 1));
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kInitialSchema},
     {2, "accounts security", kAccountsSecurity},
@@ -373,6 +379,7 @@ constexpr Migration kMigrations[] = {
     {4, "search", kSearch},
     {5, "search finished answers", kSearchFinishedAnswers},
     {6, "key limits", kKeyLimits},
+    {7, "response cache opt-out", kResponseCacheOptOut},
 };
 
 }  // namespace

@@ -37,7 +37,9 @@ constexpr std::string_view kSpend =
     "FROM usage_events WHERE api_key_id = $1 AND created_at >= $2";
 
 constexpr std::string_view kAggregates =
-    "COUNT(*) AS requests, COALESCE(SUM(CASE WHEN e.status <> 'ok' THEN 1 ELSE 0 END), 0) AS errors, "
+    "COUNT(*) AS requests, "
+    "COALESCE(SUM(CASE WHEN e.status IN ('error', 'cancelled') THEN 1 ELSE 0 END), 0) AS errors, "
+    "COALESCE(SUM(CASE WHEN e.status = 'cached' THEN 1 ELSE 0 END), 0) AS cache_hits, "
     "COALESCE(SUM(e.prompt_tokens), 0) AS prompt_tokens, "
     "COALESCE(SUM(e.completion_tokens), 0) AS completion_tokens, "
     "COALESCE(SUM(e.cached_tokens), 0) AS cached_tokens, COALESCE(SUM(e.cost), 0) AS cost";
@@ -48,6 +50,7 @@ UsageTotals ReadTotals(const Result& rows, std::size_t i) {
   UsageTotals totals;
   totals.requests = rows.Int(i, "requests");
   totals.errors = rows.Int(i, "errors");
+  totals.cache_hits = rows.Int(i, "cache_hits");
   totals.prompt_tokens = rows.Int(i, "prompt_tokens");
   totals.completion_tokens = rows.Int(i, "completion_tokens");
   totals.cached_tokens = rows.Int(i, "cached_tokens");

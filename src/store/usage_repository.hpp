@@ -36,7 +36,7 @@ struct UsageEventRecord {
   double cost = 0;  // USD
   std::int64_t latency_ms = 0;
   std::optional<std::int64_t> ttft_ms;
-  std::string status = "ok";  // "ok" | "error" | "cancelled"
+  std::string status = "ok";  // "ok" | "error" | "cancelled" | "cached"
   std::string created_at;
 };
 
@@ -53,7 +53,8 @@ struct UsageQuery {
 
 struct UsageTotals {
   std::int64_t requests = 0;
-  std::int64_t errors = 0;  // status "error" or "cancelled"
+  std::int64_t errors = 0;      // status "error" or "cancelled"
+  std::int64_t cache_hits = 0;  // status "cached": answered by the gateway's response cache
   std::int64_t prompt_tokens = 0;
   std::int64_t completion_tokens = 0;
   std::int64_t cached_tokens = 0;

@@ -63,6 +63,11 @@ def test_config_check_defaults(binary, tmp_path):
     ("KEEPALIVE_TIMEOUT", "abc"),
     ("MAX_CONNECTIONS", "many"),
     ("ACCESS_LOG", "maybe"),
+    ("GATEWAY_CACHE", "maybe"),
+    ("GATEWAY_CACHE_TTL", "soon"),
+    ("GATEWAY_CACHE_TTL", "0s"),
+    ("GATEWAY_CACHE_MAX_BYTES", "lots"),
+    ("GATEWAY_CACHE_MAX_BYTES", "100KB"),
 ])
 def test_config_check_rejects_bad_values(binary, tmp_path, var, value):
     r = run(binary, "config", "check", env={var: value, "DATA_DIR": str(tmp_path / "data")},

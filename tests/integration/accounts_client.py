@@ -23,7 +23,7 @@ API = "/api/v1"
 USER_FIELDS = {"id", "email", "name", "role", "is_active", "created_at", "updated_at",
                "last_login_at"}
 KEY_FIELDS = {"id", "name", "prefix", "scopes", "expires_at", "last_used_at", "created_at",
-              "allowed_models", "rpm_limit", "tpm_limit", "budget"}
+              "allowed_models", "rpm_limit", "tpm_limit", "budget", "response_cache"}
 TOKEN_FIELDS = {"access_token", "refresh_token", "token_type", "expires_in"}
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 UUID7_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")

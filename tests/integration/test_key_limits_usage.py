@@ -19,7 +19,7 @@ LIMITS = {
     "budget": {"amount": 12.5, "unit": "usd", "period": "month"},
 }
 NO_LIMITS = {"allowed_models": None, "rpm_limit": None, "tpm_limit": None, "budget": None}
-TOTALS = {"requests", "errors", "prompt_tokens", "completion_tokens", "cached_tokens",
+TOTALS = {"requests", "errors", "cache_hits", "prompt_tokens", "completion_tokens", "cached_tokens",
           "total_tokens", "cost_usd"}
 
 

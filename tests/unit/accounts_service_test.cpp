@@ -684,6 +684,36 @@ TEST_P(AccountServiceTest, ApiKeysCarryLimits) {
   EXPECT_TRUE((*none)->Unlimited());
 }
 
+TEST_P(AccountServiceTest, KeysCacheResponsesUnlessTheyOptOut) {
+  Register("cache@example.com");
+  const Principal session = Auth(Login("cache@example.com").access_token);
+  const CreatedApiKey plain = CreateKey(session);
+  EXPECT_TRUE(plain.key.limits.response_cache);  // on by default
+  NewApiKey request{"no cache", {}, ""};
+  request.limits.response_cache = false;
+  const CreatedApiKey opted_out = CreateKey(session, request);
+  EXPECT_FALSE(opted_out.key.limits.response_cache);
+  EXPECT_TRUE(opted_out.key.limits.Unlimited());  // a policy, not a limit
+  auto stored = Await(service_->ApiKeyLimits(opted_out.key.id));
+  ASSERT_TRUE(stored) << stored.error().message;
+  EXPECT_FALSE((*stored)->response_cache);
+
+  // Turned on again; the cached limits follow at once, and other fields stay as they were.
+  KeyLimitsChange change;
+  change.response_cache = true;
+  auto updated = Await(service_->UpdateApiKeyLimits(session, opted_out.key.id, change));
+  ASSERT_TRUE(updated) << updated.error().message;
+  EXPECT_TRUE(updated->limits.response_cache);
+  auto after = Await(service_->ApiKeyLimits(opted_out.key.id));
+  ASSERT_TRUE(after);
+  EXPECT_TRUE((*after)->response_cache);
+  change = KeyLimitsChange{};
+  change.rpm.emplace(5);
+  updated = Await(service_->UpdateApiKeyLimits(session, opted_out.key.id, change));
+  ASSERT_TRUE(updated);
+  EXPECT_TRUE(updated->limits.response_cache);
+}
+
 TEST_P(AccountServiceTest, KeyLimitsAreValidated) {
   Register("valid@example.com");
   const Principal session = Auth(Login("valid@example.com").access_token);

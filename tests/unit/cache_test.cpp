@@ -1,10 +1,13 @@
 #include <atomic>
+#include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "cache/in_process_rate_limiter.hpp"
+#include "cache/lru_cache.hpp"
 #include "cache/rate_limiter.hpp"
 #include "cache/ttl_cache.hpp"
 
@@ -315,6 +318,142 @@ TEST(TtlCache, IsSafeUnderConcurrentUse) {
   }
   for (auto& thread : threads) thread.join();
   EXPECT_LE(cache.Size(), 256u);
+}
+
+// ---------------------------------------------------------------- LruCache
+
+using Text = std::shared_ptr<const std::string>;
+
+Text TextOf(std::size_t size, char fill = 'x') { return std::make_shared<const std::string>(size, fill); }
+
+TEST(LruCache, ReturnsWhatWasPutAndCountsKeyAndValueBytes) {
+  ManualClock clock;
+  LruCache<Text> cache(clock, 1000, 1);
+  EXPECT_FALSE(cache.Get("a"));
+  EXPECT_TRUE(cache.Put("a", TextOf(10), milliseconds(1000)));
+  const auto found = cache.Get("a");
+  ASSERT_TRUE(found);
+  EXPECT_EQ(**found, std::string(10, 'x'));
+  EXPECT_EQ(cache.Bytes(), 11u);                                // "a" + 10
+  EXPECT_TRUE(cache.Put("a", TextOf(20), milliseconds(1000)));  // replaced, not added
+  EXPECT_EQ(cache.Bytes(), 21u);
+  EXPECT_EQ(cache.Size(), 1u);
+  cache.Erase("a");
+  EXPECT_EQ(cache.Bytes(), 0u);
+  EXPECT_FALSE(cache.Get("a"));
+}
+
+TEST(LruCache, EvictsTheLeastRecentlyUsedPastItsBytes) {
+  ManualClock clock;
+  LruCache<Text> cache(clock, 300, 1);  // one shard: a strict LRU order
+  for (const char* key : {"a", "b", "c"}) EXPECT_TRUE(cache.Put(key, TextOf(99), milliseconds(1000)));
+  EXPECT_EQ(cache.Bytes(), 300u);
+  EXPECT_TRUE(cache.Get("a"));  // now b is the least recently used
+  EXPECT_TRUE(cache.Put("d", TextOf(99), milliseconds(1000)));
+  EXPECT_FALSE(cache.Get("b"));
+  EXPECT_TRUE(cache.Get("a"));
+  EXPECT_TRUE(cache.Get("c"));
+  EXPECT_TRUE(cache.Get("d"));
+  EXPECT_EQ(cache.Evictions(), 1u);
+  // A big entry evicts as many as it needs, oldest first: a (used before c and d above).
+  EXPECT_TRUE(cache.Put("e", TextOf(199), milliseconds(1000)));
+  EXPECT_FALSE(cache.Get("a"));
+  EXPECT_FALSE(cache.Get("c"));
+  EXPECT_TRUE(cache.Get("d"));
+  EXPECT_TRUE(cache.Get("e"));
+  EXPECT_EQ(cache.Evictions(), 3u);
+  EXPECT_LE(cache.Bytes(), 300u);
+}
+
+TEST(LruCache, RefusesAnEntryBiggerThanAShardAndZeroTtls) {
+  ManualClock clock;
+  LruCache<Text> cache(clock, 400, 4);  // 100 bytes a shard
+  EXPECT_EQ(cache.ShardBudget(), 100u);
+  EXPECT_FALSE(cache.Put("big", TextOf(98), milliseconds(1000)));  // 3 + 98 > 100
+  EXPECT_TRUE(cache.Put("fit", TextOf(97), milliseconds(1000)));
+  EXPECT_FALSE(cache.Put("fit", TextOf(1), milliseconds(0)));  // and the old value is gone
+  EXPECT_FALSE(cache.Get("fit"));
+  EXPECT_EQ(cache.Bytes(), 0u);
+  EXPECT_EQ(cache.Evictions(), 0u);
+}
+
+TEST(LruCache, DropsExpiredEntriesWhenLookedUp) {
+  ManualClock clock;
+  metrics::Registry registry;
+  metrics::Gauge& bytes = registry.AddGauge("bytes", "").WithLabels({});
+  metrics::Counter& evictions = registry.AddCounter("evictions", "").WithLabels({});
+  LruCache<Text> cache(clock, 1000, 1, LruCacheMetrics{.bytes = &bytes, .evictions = &evictions});
+  cache.Put("short", TextOf(5), milliseconds(100));
+  cache.Put("long", TextOf(5), milliseconds(1000));
+  EXPECT_EQ(bytes.Value(), 19);  // "short" + 5, "long" + 5
+  clock.Advance(milliseconds(99));
+  EXPECT_TRUE(cache.Get("short"));
+  clock.Advance(milliseconds(1));
+  EXPECT_FALSE(cache.Get("short"));  // expires at exactly its ttl
+  EXPECT_EQ(cache.Expirations(), 1u);
+  EXPECT_EQ(cache.Size(), 1u);
+  EXPECT_EQ(bytes.Value(), 9);
+  EXPECT_TRUE(cache.Get("long"));
+  clock.Advance(milliseconds(900));
+  EXPECT_FALSE(cache.Get("long"));
+  EXPECT_EQ(bytes.Value(), 0);
+  EXPECT_EQ(evictions.Value(), 0u);  // expiries are not evictions
+}
+
+TEST(LruCache, KeepsSmallStructsWithTheirOwnWeight) {
+  struct Answer {
+    int status = 0;
+    std::string body;
+  };
+  struct AnswerBytes {
+    std::size_t operator()(const Answer& answer) const { return sizeof(int) + answer.body.size(); }
+  };
+  ManualClock clock;
+  LruCache<Answer, AnswerBytes> cache(clock, 100, 1);
+  EXPECT_TRUE(cache.Put("k", Answer{200, "ok"}, milliseconds(10)));
+  EXPECT_EQ(cache.Bytes(), 1 + sizeof(int) + 2);
+  EXPECT_EQ(cache.Get("k")->status, 200);
+  cache.Clear();
+  EXPECT_EQ(cache.Size(), 0u);
+  EXPECT_EQ(cache.Bytes(), 0u);
+}
+
+TEST(LruCache, StaysWithinItsBytesUnderConcurrentUse) {
+  SystemClock clock;
+  metrics::Registry registry;
+  metrics::Gauge& bytes = registry.AddGauge("bytes", "").WithLabels({});
+  LruCache<Text> cache(clock, 16 * 1024, LruCache<Text>::kDefaultShards, LruCacheMetrics{.bytes = &bytes});
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 5000; ++i) {
+        const int n = (i * 7 + t) % 300;
+        const std::string key = "k" + std::to_string(n);
+        // Each key always holds the same value, so any hit can be checked.
+        cache.Put(key, TextOf(static_cast<std::size_t>(n % 50), static_cast<char>('a' + n % 26)),
+                  milliseconds(n % 5 == 0 ? 1 : 60'000));
+        if (auto value = cache.Get("k" + std::to_string((n * 13) % 300))) {
+          const int m = (n * 13) % 300;
+          if (**value != std::string(static_cast<std::size_t>(m % 50), static_cast<char>('a' + m % 26))) ++wrong;
+        }
+        if (i % 1000 == 0) cache.Erase(key);
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_LE(cache.Bytes(), 16u * 1024);
+  EXPECT_EQ(bytes.Value(), static_cast<double>(cache.Bytes()));  // every change reached the gauge
+  std::size_t counted = 0;
+  for (int n = 0; n < 300; ++n) {
+    // Expired entries still count until met: look every key up, then all that is left is live.
+    (void)cache.Get("k" + std::to_string(n));
+  }
+  for (int n = 0; n < 300; ++n) {
+    if (auto value = cache.Get("k" + std::to_string(n))) counted += 1 + std::to_string(n).size() + (*value)->size();
+  }
+  EXPECT_EQ(cache.Bytes(), counted);
 }
 
 }  // namespace

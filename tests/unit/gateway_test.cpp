@@ -1,6 +1,8 @@
 // The gateway without HTTP: request validation and the upstream fields, the meter (usage,
 // stripping, estimates), and whole completions and embeddings through the demo provider
 // with recording doubles for the admission/usage seam and the client channel.
+#include "gateway/gateway.hpp"
+
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -10,15 +12,14 @@
 #include <vector>
 
 #include <gtest/gtest.h>
-
-#include "run_task.hpp"
 #include <simdjson.h>
 
 #include "gateway/completion_meter.hpp"
 #include "gateway/completion_request.hpp"
-#include "gateway/gateway.hpp"
+#include "gateway/response_cache.hpp"
 #include "llm/demo_provider.hpp"
 #include "llm/model_registry.hpp"
+#include "run_task.hpp"
 
 namespace chatd::gateway {
 namespace {
@@ -281,8 +282,19 @@ class FakeChannel final : public ClientChannel {
     co_return true;
   }
   void WatchClient(std::function<void()> callback) override { on_gone = std::move(callback); }
+  void AddHeader(std::string name, std::string value) override {
+    EXPECT_FALSE(begun) << "headers must come before the stream's head";
+    headers.emplace_back(std::move(name), std::move(value));
+  }
+  std::string Header(std::string_view name) const {
+    for (const auto& [key, value] : headers) {
+      if (key == name) return value;
+    }
+    return {};
+  }
 
   bool begun = false;
+  std::vector<std::pair<std::string, std::string>> headers;
   std::string written;
   int writes = 0;
   std::optional<int> leave_after;
@@ -637,6 +649,95 @@ TEST_F(GatewayServiceTest, ListsAndGetsModels) {
   EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
   EXPECT_EQ(missing.error().param, "model");
   EXPECT_FALSE(gateway_.GetModel(""));
+}
+
+// ---------------------------------------------------------------- the response cache
+
+class GatewayCacheTest : public GatewayServiceTest {
+ protected:
+  ResponseCache cache_{ResponseCacheConfig{.enabled = true},
+                       [](std::string) -> Task<Expected<bool>> { co_return true; }, clock_, registry_};
+  Gateway cached_{GatewayConfig{}, models_, admission_, sink_, clock_, metrics_, &cache_};
+};
+
+constexpr std::string_view kDeterministic =
+    R"({"model":"demo","temperature":0,"max_tokens":5,"messages":[{"role":"user","content":"hello there"}]})";
+
+TEST_F(GatewayCacheTest, AHitAnswersTheStoredBodyWithoutTheUpstreamAndChargesNothing) {
+  FakeChannel first;
+  auto missed = RunTask(cached_.ChatCompletions(caller_, kDeterministic, first));
+  ASSERT_TRUE(missed) << missed.error().message;
+  EXPECT_EQ(first.Header("x-chatd-cache"), "miss");
+  FakeChannel second;
+  auto hit = RunTask(cached_.ChatCompletions(caller_, kDeterministic, second));
+  ASSERT_TRUE(hit) << hit.error().message;
+  EXPECT_EQ(second.Header("x-chatd-cache"), "hit");
+  EXPECT_EQ(hit->body, missed->body);  // the same id and all: the demo was not asked again
+
+  // Admitted both times (RPM sees two requests), the hit as zero tokens, and settled.
+  ASSERT_EQ(admission_.admitted.size(), 2u);
+  EXPECT_GT(admission_.admitted[0].second, 5);
+  EXPECT_EQ(admission_.admitted[1].second, 0);
+  ASSERT_EQ(admission_.settled.size(), 2u);
+  EXPECT_EQ(admission_.settled[1].status, UsageStatus::kCached);
+  EXPECT_EQ(admission_.settled[1].usage.prompt_tokens + admission_.settled[1].usage.completion_tokens, 0);
+  ASSERT_EQ(sink_.events.size(), 2u);
+  const UsageEvent& event = sink_.events[1];
+  EXPECT_EQ(event.status, UsageStatus::kCached);
+  EXPECT_EQ(event.model, "demo");
+  EXPECT_EQ(event.api_key_id, "k1");
+  EXPECT_EQ(event.usage.prompt_tokens + event.usage.completion_tokens, 0);
+  EXPECT_EQ(event.cost, 0);
+  // One model call, counted once; the hit is the cache's.
+  const std::string exposition = registry_.Render();
+  EXPECT_NE(exposition.find(R"(llm_requests_total{provider="demo",model="demo",status="ok"} 1)"), std::string::npos)
+      << exposition;
+  EXPECT_EQ(exposition.find(R"(status="cached")"), std::string::npos) << exposition;
+  EXPECT_NE(exposition.find("gateway_cache_hits_total 1"), std::string::npos) << exposition;
+}
+
+TEST_F(GatewayCacheTest, StreamsAndOtherTemperaturesBypass) {
+  FakeChannel stream;
+  auto streamed = RunTask(cached_.ChatCompletions(
+      caller_, R"({"model":"demo","temperature":0,"stream":true,"messages":[{"role":"user","content":"hi"}]})",
+      stream));
+  ASSERT_TRUE(streamed);
+  EXPECT_TRUE(stream.begun);
+  EXPECT_EQ(stream.Header("x-chatd-cache"), "bypass");
+  for (int i = 0; i < 2; ++i) {
+    FakeChannel warm;
+    ASSERT_TRUE(RunTask(cached_.ChatCompletions(
+        caller_, R"({"model":"demo","temperature":0.5,"messages":[{"role":"user","content":"hi"}]})", warm)));
+    EXPECT_EQ(warm.Header("x-chatd-cache"), "bypass");
+  }
+  EXPECT_EQ(cache_.Bytes(), 0u);
+  // Without a cache the header still says what happened.
+  FakeChannel plain;
+  ASSERT_TRUE(Complete(kDeterministic, plain));
+  EXPECT_EQ(plain.Header("x-chatd-cache"), "bypass");
+}
+
+TEST_F(GatewayCacheTest, AnAnthropicRequestIsNeverCached) {
+  const std::string_view body =
+      R"({"model":"demo","max_tokens":5,"temperature":0,"messages":[{"role":"user","content":"hi"}]})";
+  for (int i = 0; i < 2; ++i) {
+    FakeChannel channel;
+    ASSERT_TRUE(RunTask(cached_.Messages(caller_, body, channel)));
+    EXPECT_TRUE(channel.headers.empty());
+  }
+  EXPECT_EQ(cache_.Bytes(), 0u);
+}
+
+TEST_F(GatewayCacheTest, ARefusedHitIsNotAnswered) {
+  FakeChannel first;
+  ASSERT_TRUE(RunTask(cached_.ChatCompletions(caller_, kDeterministic, first)));
+  admission_.refuse = true;
+  FakeChannel second;
+  auto refused = RunTask(cached_.ChatCompletions(caller_, kDeterministic, second));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kRateLimited);
+  EXPECT_TRUE(second.headers.empty());
+  EXPECT_EQ(sink_.events.size(), 1u);  // a refusal before admission records nothing, as for any request
 }
 
 }  // namespace

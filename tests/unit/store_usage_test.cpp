@@ -124,6 +124,29 @@ TEST_P(UsageRepositoryTest, KeySpendCountsTheKeySinceATime) {
   EXPECT_EQ(none->cost, 0);
 }
 
+TEST_P(UsageRepositoryTest, CountsCacheHitsApartFromErrors) {
+  Insert({
+      UsageRow(alice_, alice_key_, "demo", 10, 20, 0.5, "2027-01-15T10:00:00.000Z"),
+      UsageRow(alice_, alice_key_, "demo", 0, 0, 0, "2027-01-15T10:00:01.000Z", "cached"),
+      UsageRow(alice_, alice_key_, "demo", 0, 0, 0, "2027-01-15T10:00:02.000Z", "cached"),
+      UsageRow(alice_, alice_key_, "demo", 1, 0, 0, "2027-01-15T10:00:03.000Z", "error"),
+      UsageRow(alice_, alice_key_, "demo", 1, 1, 0, "2027-01-15T10:00:04.000Z", "cancelled"),
+  });
+  UsageQuery query;
+  query.user_id = alice_;
+  query.from = "2027-01-15T00:00:00.000Z";
+  query.to = "2027-01-16T00:00:00.000Z";
+  query.group_by = UsageGroupBy::kKey;
+  auto report = Await(repo_->Report(query));
+  ASSERT_TRUE(report) << report.error().message;
+  EXPECT_EQ(report->totals.requests, 5);
+  EXPECT_EQ(report->totals.errors, 2);  // a hit is not an error
+  EXPECT_EQ(report->totals.cache_hits, 2);
+  ASSERT_EQ(report->groups.size(), 1u);
+  EXPECT_EQ(report->groups[0].totals.cache_hits, 2);
+  EXPECT_EQ(report->groups[0].totals.errors, 2);
+}
+
 TEST_P(UsageRepositoryTest, ReportsAUsersUsageOnly) {
   Insert({
       UsageRow(alice_, alice_key_, "demo", 10, 20, 0.5, "2027-01-14T10:00:00.000Z"),
