@@ -14,6 +14,7 @@
 #include <regex>
 #include <thread>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "store/migrations.hpp"
@@ -213,6 +214,37 @@ TEST_P(DatabaseTest, PlaceholdersBindByNumberNotPosition) {
   ASSERT_EQ(row.size(), 1u);
   EXPECT_EQ(row.Text(0, "id"), "id1");
   EXPECT_EQ(row.Text(0, "s"), "seven");
+}
+
+// A batch insert of many rows: each "$n" must land in its own column of its own row, also
+// when the cached statement runs again with other values.
+TEST_P(DatabaseTest, ManyPlaceholdersBindByNumber) {
+  Exec(kCreateItems);
+  constexpr int kRows = 200;
+  for (int round = 0; round < 2; ++round) {
+    std::string sql = "INSERT INTO items (id, i) VALUES ";
+    Params params;
+    for (int row = 0; row < kRows; ++row) {
+      sql += fmt::format("{}(${}, ${})", row == 0 ? "" : ", ", 2 * row + 1, 2 * row + 2);
+      params.emplace_back(fmt::format("r{}-{}", round, row));
+      params.emplace_back(std::int64_t{round * 1000 + row});
+    }
+    Exec(sql, params);
+  }
+  Result rows = Exec("SELECT id, i FROM items WHERE id = $1 OR id = $2 ORDER BY i",
+                     {std::string("r0-199"), std::string("r1-7")});
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows.Int(0, "i"), 199);
+  EXPECT_EQ(rows.Int(1, "i"), 1007);
+  EXPECT_EQ(Count("items"), 2 * kRows);
+}
+
+TEST_P(DatabaseTest, PlaceholderNumbersMustMatchTheParams) {
+  Exec(kCreateItems);
+  // Two values, but "$3" names a third: an error, not a silently unbound value.
+  auto skipped = Await(db_->Execute("INSERT INTO items (id, s) VALUES ($1, $3)", {std::string("a"), std::string("b")}));
+  EXPECT_FALSE(skipped);
+  EXPECT_EQ(Count("items"), 0);
 }
 
 TEST_P(DatabaseTest, UpdateAndDeleteReportAffectedRows) {
