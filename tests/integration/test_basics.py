@@ -136,3 +136,84 @@ def test_json_logs_are_one_object_per_line(make_server):
     assert "listening" in msgs
     # the access log line of our request carries its request id
     assert any("log-check-1" in l for l in srv.lines), srv.log()
+
+
+def _raw_exchange(port, raw, until_closed=False, settle=0.5):
+    """Sends raw bytes and returns what came back within `settle` seconds (or until close)."""
+    import socket
+    import time
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as s:
+        s.sendall(raw)
+        data = b""
+        deadline = time.monotonic() + (3 if until_closed else settle)
+        s.settimeout(0.1)
+        while time.monotonic() < deadline:
+            try:
+                piece = s.recv(65536)
+            except socket.timeout:
+                continue
+            if not piece:
+                break
+            data += piece
+        return data
+
+
+def _head_fields(head):
+    lines = head.decode("latin-1").split("\r\n")
+    fields = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        fields.setdefault(name.strip().lower(), []).append(value.strip())
+    return lines[0], fields
+
+
+def test_response_heads_are_framed_exactly(server):
+    # The heads are written by hand (http/server.cpp ResponseHead): check the wire.
+    data = _raw_exchange(server.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, body = data.partition(b"\r\n\r\n")
+    status, fields = _head_fields(head)
+    assert status == "HTTP/1.1 200 OK", status
+    assert fields["content-length"] == [str(len(body))], (fields, body)
+    assert len(fields["date"]) == 1 and fields["date"][0].endswith("GMT"), fields
+    assert fields["server"] == ["chatd"], fields
+    assert "connection" not in fields and "transfer-encoding" not in fields, fields
+    assert json.loads(body)["status"] == "healthy"
+
+
+def test_head_announces_the_length_without_a_body(server):
+    get_body = get(server.port, "/health").body
+    # A HEAD then a GET on one connection: no body bytes after the HEAD's head, or the
+    # GET's response would not start where it must.
+    data = _raw_exchange(server.port, b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n"
+                                      b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    first, _, rest = data.partition(b"\r\n\r\n")
+    status, fields = _head_fields(first)
+    assert status == "HTTP/1.1 200 OK", status
+    assert int(fields["content-length"][0]) == len(get_body), fields
+    assert rest.startswith(b"HTTP/1.1 200 OK\r\n"), rest[:80]
+
+
+def test_no_content_has_no_length_or_body(server):
+    data = _raw_exchange(server.port, b"OPTIONS /health HTTP/1.1\r\nHost: x\r\n\r\n"
+                                      b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    first, _, rest = data.partition(b"\r\n\r\n")
+    status, fields = _head_fields(first)
+    assert status.startswith("HTTP/1.1 204"), status
+    assert "content-length" not in fields and "transfer-encoding" not in fields, fields
+    assert rest.startswith(b"HTTP/1.1 200 OK\r\n"), rest[:80]
+
+
+def test_http10_keepalive_is_kept_and_said(server):
+    data = _raw_exchange(server.port, b"GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    head, _, _ = data.partition(b"\r\n\r\n")
+    status, fields = _head_fields(head)
+    assert status == "HTTP/1.0 200 OK", status
+    assert [v.lower() for v in fields.get("connection", [])] == ["keep-alive"], fields
+
+
+def test_connection_close_is_said_in_the_response(server):
+    data = _raw_exchange(server.port, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                         until_closed=True)
+    head, _, _ = data.partition(b"\r\n\r\n")
+    _, fields = _head_fields(head)
+    assert [v.lower() for v in fields.get("connection", [])] == ["close"], fields
