@@ -55,6 +55,9 @@ class Executor {
   /// Runs one statement. Errors are already mapped: a unique-constraint violation is
   /// kConflict, a lost connection or timeout kUnavailable, anything else kInternal with a
   /// message that never contains SQL text or parameters (those are logged instead).
+  /// Placeholders are "$<n>", bound to params[n - 1] in both dialects; SQLite also takes
+  /// "?", the value at its position (a statement with thousands of "$<n>" costs SQLite a
+  /// linear scan of the names for each one when it is prepared).
   virtual Task<Expected<Result>> Execute(std::string_view sql, Params params = {}) = 0;
 };
 

@@ -241,6 +241,10 @@ class SqliteConnection {
     slots.reserve(static_cast<std::size_t>(count));
     for (int slot = 1; slot <= count; ++slot) {
       const char* name = sqlite3_bind_parameter_name(stmt, slot);
+      if (name == nullptr) {  // "?": the value at its position
+        slots.push_back(static_cast<std::size_t>(slot - 1));
+        continue;
+      }
       std::size_t number = 0;
       const std::string_view text = name != nullptr ? std::string_view(name) : std::string_view();
       const char* end = text.data() + text.size();

@@ -60,6 +60,46 @@ UsageTotals ReadTotals(const Result& rows, std::size_t i) {
 
 Param Nullable(const std::string& text) { return text.empty() ? Param(nullptr) : Param(text); }
 
+// The insert of `rows` events. PostgreSQL numbers them: $1..$13 for the first event,
+// $14..$26 for the next, and so on. SQLite gets "?": preparing 1 300 "$<n>" names costs it
+// a linear scan of the names seen so far for each one (a quarter of a request's
+// instructions, under callgrind).
+std::string InsertEventsSql(std::size_t rows, bool postgres) {
+  std::string sql(kInsertEventsHead);
+  for (std::size_t row = 0; row < rows; ++row) {
+    sql += row == 0 ? "(" : ", (";
+    for (std::size_t c = 0; c < kColumns; ++c) {
+      const std::string placeholder = postgres ? "$" + std::to_string(row * kColumns + c + 1) : "?";
+      if (c > 0) sql += ", ";
+      if (postgres && !kPostgresColumnTypes[c].empty()) {
+        sql += "CAST(" + placeholder + " AS " + std::string(kPostgresColumnTypes[c]) + ")";
+      } else {
+        sql += placeholder;
+      }
+    }
+    sql += ")";
+  }
+  sql += kInsertEventsTail;
+  return sql;
+}
+
+// The event's values in column order.
+void AppendEventParams(const UsageEventRecord& e, Params& params) {
+  params.emplace_back(e.id);
+  params.emplace_back(Nullable(e.user_id));
+  params.emplace_back(Nullable(e.api_key_id));
+  params.emplace_back(e.model);
+  params.emplace_back(e.provider);
+  params.emplace_back(e.prompt_tokens);
+  params.emplace_back(e.completion_tokens);
+  params.emplace_back(e.cached_tokens);
+  params.emplace_back(e.cost);
+  params.emplace_back(e.latency_ms);
+  params.emplace_back(e.ttft_ms ? Param(*e.ttft_ms) : Param(nullptr));
+  params.emplace_back(e.status);
+  params.emplace_back(e.created_at);
+}
+
 }  // namespace
 
 Task<Expected<void>> UsageRepository::Insert(std::span<const UsageEventRecord> events) {
@@ -70,38 +110,10 @@ Task<Expected<void>> UsageRepository::Insert(std::span<const UsageEventRecord> e
   Transaction& t = **tx;
   for (std::size_t start = 0; start < events.size(); start += kRowsPerStatement) {
     const std::size_t end = std::min(events.size(), start + kRowsPerStatement);
-    std::string sql(kInsertEventsHead);
     Params params;
     params.reserve((end - start) * kColumns);
-    for (std::size_t i = start; i < end; ++i) {
-      const UsageEventRecord& e = events[i];
-      sql += i == start ? "(" : ", (";
-      for (std::size_t c = 0; c < kColumns; ++c) {
-        const std::string placeholder = "$" + std::to_string(params.size() + c + 1);
-        if (c > 0) sql += ", ";
-        if (postgres && !kPostgresColumnTypes[c].empty()) {
-          sql += "CAST(" + placeholder + " AS " + std::string(kPostgresColumnTypes[c]) + ")";
-        } else {
-          sql += placeholder;
-        }
-      }
-      sql += ")";
-      params.emplace_back(e.id);
-      params.emplace_back(Nullable(e.user_id));
-      params.emplace_back(Nullable(e.api_key_id));
-      params.emplace_back(e.model);
-      params.emplace_back(e.provider);
-      params.emplace_back(e.prompt_tokens);
-      params.emplace_back(e.completion_tokens);
-      params.emplace_back(e.cached_tokens);
-      params.emplace_back(e.cost);
-      params.emplace_back(e.latency_ms);
-      params.emplace_back(e.ttft_ms ? Param(*e.ttft_ms) : Param(nullptr));
-      params.emplace_back(e.status);
-      params.emplace_back(e.created_at);
-    }
-    sql += kInsertEventsTail;
-    auto inserted = co_await t.Execute(sql, std::move(params));
+    for (std::size_t i = start; i < end; ++i) AppendEventParams(events[i], params);
+    auto inserted = co_await t.Execute(InsertEventsSql(end - start, postgres), std::move(params));
     if (!inserted) co_return Unexpected{std::move(inserted).error()};
   }
   auto committed = co_await t.Commit();

@@ -239,6 +239,29 @@ TEST_P(DatabaseTest, ManyPlaceholdersBindByNumber) {
   EXPECT_EQ(Count("items"), 2 * kRows);
 }
 
+// SQLite's "?" takes the value at its position: the many-row inserts use it.
+TEST_P(DatabaseTest, SqlitePositionalPlaceholders) {
+  if (db_->dialect() != Dialect::kSqlite) GTEST_SKIP() << "\"?\" is SQLite's";
+  Exec(kCreateItems);
+  constexpr int kRows = 300;
+  std::string sql = "INSERT INTO items (id, i, s) VALUES ";
+  Params params;
+  for (int row = 0; row < kRows; ++row) {
+    sql += row == 0 ? "(?, ?, ?)" : ", (?, ?, ?)";
+    params.emplace_back(fmt::format("r{}", row));
+    params.emplace_back(std::int64_t{row});
+    params.emplace_back(nullptr);
+  }
+  Exec(sql, params);
+  Result rows = Exec("SELECT id, i, s FROM items WHERE i = ? OR id = ? ORDER BY i", {std::int64_t{7}, std::string("r299")});
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows.Text(0, "id"), "r7");
+  EXPECT_EQ(rows.Int(1, "i"), 299);
+  EXPECT_FALSE(rows.Cell(1, "s").has_value());
+  EXPECT_EQ(Count("items"), kRows);
+  EXPECT_FALSE(Await(db_->Execute("INSERT INTO items (id, i) VALUES (?, ?)", {std::string("short")})));
+}
+
 TEST_P(DatabaseTest, PlaceholderNumbersMustMatchTheParams) {
   Exec(kCreateItems);
   // Two values, but "$3" names a third: an error, not a silently unbound value.
