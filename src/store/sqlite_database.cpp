@@ -233,8 +233,8 @@ class SqliteConnection {
     return &cache_.front();
   }
 
-  // Which parameter each of the statement's slots takes. Every placeholder must be
-  // "$<n>" with n from 1; SQLite gives a name used twice one slot.
+  // Which parameter each of the statement's slots takes. A placeholder is "$<n>" with n
+  // from 1 (SQLite gives a name used twice one slot) or "?", the value at its position.
   static Expected<std::vector<std::size_t>> ParameterSlots(sqlite3_stmt* stmt, std::string_view sql) {
     const int count = sqlite3_bind_parameter_count(stmt);
     std::vector<std::size_t> slots;
@@ -246,10 +246,10 @@ class SqliteConnection {
         continue;
       }
       std::size_t number = 0;
-      const std::string_view text = name != nullptr ? std::string_view(name) : std::string_view();
+      const std::string_view text(name);
       const char* end = text.data() + text.size();
       if (text.size() < 2 || text[0] != '$' || std::from_chars(text.data() + 1, end, number).ptr != end || number == 0) {
-        return InternalError(fmt::format("placeholder {} is not $<n>", name != nullptr ? name : "?"), sql);
+        return InternalError(fmt::format("placeholder {} is not $<n>", name), sql);
       }
       slots.push_back(number - 1);
     }
