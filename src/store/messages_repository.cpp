@@ -32,10 +32,14 @@ constexpr std::string_view kInsertChild =
     "FROM conversations c JOIN messages p ON p.conversation_id = c.id "
     "WHERE c.id = $2 AND c.user_id = $14 AND p.id = $3";
 
+// The owner check is a correlated EXISTS, one primary-key lookup: SQLite runs an
+// uncorrelated `conversation_id IN (SELECT ... WHERE user_id = $2)` by listing every
+// conversation of the user at each execution, which made a growing answer's flush cost
+// grow with its owner's conversations (bench/streams: one user, 2 000 conversations).
 constexpr std::string_view kUpdateContent =
     "UPDATE messages SET content = $3, status = $4, prompt_tokens = $5, completion_tokens = $6, "
     "finish_reason = $7, error = $8, updated_at = $9 "
-    "WHERE id = $1 AND conversation_id IN (SELECT c.id FROM conversations c WHERE c.user_id = $2)";
+    "WHERE id = $1 AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = messages.conversation_id AND c.user_id = $2)";
 
 constexpr std::string_view kCurrentLeaf = "SELECT current_leaf_id FROM conversations WHERE id = $1 AND user_id = $2";
 
