@@ -244,6 +244,9 @@ Expected<ModelsFile> LoadModelsFile(const std::string& path, const llm::Upstream
       model.fallbacks = read.Strings("fallbacks");
       model.embeddings = read.Bool("embeddings", false);
       model.aliases = read.Strings("aliases");
+      model.limits.first_byte_timeout = read.Duration("first_byte_timeout");
+      model.limits.idle_timeout = read.Duration("idle_timeout");
+      if (table->contains("retries")) model.limits.retries = static_cast<int>(read.Integer("retries", 0, 0, 10));
       if (read.error()) return Invalid(path, *read.error());
       if (!models.insert(model.name).second) return Invalid(path, fmt::format("model '{}' is defined twice", model.name));
       if (auto problem = ReadDeployments(*table, model)) return Invalid(path, *problem);

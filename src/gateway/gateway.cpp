@@ -421,7 +421,7 @@ Task<Expected<CompletionOutcome>> Gateway::Complete(const Caller& caller, const 
   // The first event must come within the first-byte timeout, each next one within the idle
   // timeout of the previous: keep-alive comments do not count as progress.
   bool any_event = false;
-  SteadyClock::time_point deadline = SteadyClock::now() + config_.first_byte_timeout;
+  SteadyClock::time_point deadline = SteadyClock::now() + upstream.first_byte_timeout();
   while (!ended) {
     auto piece = co_await upstream.Read(deadline);
     if (!piece) {
@@ -432,7 +432,7 @@ Task<Expected<CompletionOutcome>> Gateway::Complete(const Caller& caller, const 
       status = UsageStatus::kError;
       Error failure = std::move(piece).error();
       if (failure.code == ErrorCode::kUpstreamTimeout) {
-        const milliseconds waited = any_event ? config_.idle_timeout : config_.first_byte_timeout;
+        const milliseconds waited = any_event ? upstream.idle_timeout() : upstream.first_byte_timeout();
         failure.message = fmt::format("no {}token from {} within {} ms", any_event ? "" : "first ", model.provider,
                                       waited.count());
       }
@@ -468,7 +468,7 @@ Task<Expected<CompletionOutcome>> Gateway::Complete(const Caller& caller, const 
       auto event = parser.Next();
       if (!event) break;
       any_event = true;
-      deadline = SteadyClock::now() + config_.idle_timeout;
+      deadline = SteadyClock::now() + upstream.idle_timeout();
       const CompletionMeter::Verdict verdict = meter.OnEvent(event->data);
       if (verdict.done) {
         format.End(meter.Usage(prompt_estimate), out);

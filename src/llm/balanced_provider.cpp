@@ -42,6 +42,8 @@ class HeldResponse final : public CompletionResponse {
       : held_(std::move(held)), inner_(std::move(inner)) {}
   std::string_view content_type() const override { return inner_->content_type(); }
   Task<Expected<std::optional<std::string>>> Read(TimePoint not_after) override { return inner_->Read(not_after); }
+  std::chrono::milliseconds first_byte_timeout() const override { return inner_->first_byte_timeout(); }
+  std::chrono::milliseconds idle_timeout() const override { return inner_->idle_timeout(); }
   void Cancel() override { inner_->Cancel(); }
 
  private:

@@ -342,8 +342,8 @@ Task<Expected<std::unique_ptr<ChatStream>>> DemoProvider::StreamChat(const ChatR
   if (model == kDemoStall)
     plan.stall_after = std::max<std::int64_t>(0, std::min<std::int64_t>(config_.stall_after_tokens, plan.limit - 1));
   plan.interval = slow ? config_.slow_token_interval : config_.token_interval;
-  plan.first_byte_timeout = request.first_byte_timeout;
-  plan.idle_timeout = request.idle_timeout;
+  plan.first_byte_timeout = request.limits.first_byte_timeout.value_or(request.first_byte_timeout);
+  plan.idle_timeout = request.limits.idle_timeout.value_or(request.idle_timeout);
   plan.prompt_tokens = PromptTokens(request.messages);
 
   auto executor = co_await asio::this_coro::executor;

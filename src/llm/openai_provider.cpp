@@ -211,10 +211,16 @@ std::string ErrorParam(std::string_view body) {
 // The body of a pass-through completion, read as the upstream sends it.
 class OpenAiCompletion final : public CompletionResponse {
  public:
-  OpenAiCompletion(std::unique_ptr<http::ClientCall> call, std::string content_type)
-      : call_(std::move(call)), content_type_(std::move(content_type)) {}
+  OpenAiCompletion(std::unique_ptr<http::ClientCall> call, std::string content_type, milliseconds first_byte_timeout,
+                   milliseconds idle_timeout)
+      : call_(std::move(call)),
+        content_type_(std::move(content_type)),
+        first_byte_timeout_(first_byte_timeout),
+        idle_timeout_(idle_timeout) {}
 
   std::string_view content_type() const override { return content_type_; }
+  milliseconds first_byte_timeout() const override { return first_byte_timeout_; }
+  milliseconds idle_timeout() const override { return idle_timeout_; }
 
   Task<Expected<std::optional<std::string>>> Read(TimePoint not_after) override {
     if (!call_) co_return std::optional<std::string>{};
@@ -230,6 +236,8 @@ class OpenAiCompletion final : public CompletionResponse {
  private:
   std::unique_ptr<http::ClientCall> call_;
   std::string content_type_;
+  milliseconds first_byte_timeout_;
+  milliseconds idle_timeout_;
 };
 
 }  // namespace
@@ -287,6 +295,14 @@ http::ClientRequest OpenAiProvider::Request(http::Method method, std::string_vie
   return request;
 }
 
+milliseconds OpenAiProvider::FirstByteTimeout(const CallLimits& model, milliseconds fallback) const {
+  return model.first_byte_timeout.value_or(config_.first_byte_timeout.value_or(fallback));
+}
+
+milliseconds OpenAiProvider::IdleTimeout(const CallLimits& model, milliseconds fallback) const {
+  return model.idle_timeout.value_or(config_.idle_timeout.value_or(fallback));
+}
+
 Task<Expected<std::string>> OpenAiProvider::Exchange(const http::ClientRequest& request, std::size_t max_bytes) {
   auto call = co_await client_.Send(request);
   if (!call) co_return Unexpected{std::move(call).error()};
@@ -316,8 +332,8 @@ Task<Expected<std::unique_ptr<ChatStream>>> OpenAiProvider::StreamChat(const Cha
   http::ClientRequest post = Request(http::Method::kPost, "/chat/completions");
   post.headers.emplace_back("Accept", "text/event-stream");
   post.body = std::move(json).str();
-  const milliseconds first_byte = config_.first_byte_timeout.value_or(request.first_byte_timeout);
-  const milliseconds idle = config_.idle_timeout.value_or(request.idle_timeout);
+  const milliseconds first_byte = FirstByteTimeout(request.limits, request.first_byte_timeout);
+  const milliseconds idle = IdleTimeout(request.limits, request.idle_timeout);
   post.first_byte_timeout = first_byte;
   post.idle_timeout = idle;
 
@@ -349,8 +365,10 @@ Task<Expected<std::unique_ptr<CompletionResponse>>> OpenAiProvider::Complete(con
   if (!fields.empty()) (body += ',') += fields;
   body += '}';
   post.body = std::move(body);
-  post.first_byte_timeout = config_.first_byte_timeout.value_or(request.first_byte_timeout);
-  post.idle_timeout = config_.idle_timeout.value_or(request.idle_timeout);
+  const milliseconds first_byte = FirstByteTimeout(request.limits, request.first_byte_timeout);
+  const milliseconds idle = IdleTimeout(request.limits, request.idle_timeout);
+  post.first_byte_timeout = first_byte;
+  post.idle_timeout = idle;
   post.cancel = request.cancel;
 
   auto call = co_await client_.Send(post);
@@ -369,7 +387,8 @@ Task<Expected<std::unique_ptr<CompletionResponse>>> OpenAiProvider::Complete(con
                                     request.stream ? "streamed" : "non-streamed", content_type));
   }
   std::string type(event_stream ? "text/event-stream" : "application/json");
-  co_return std::unique_ptr<CompletionResponse>(std::make_unique<OpenAiCompletion>(std::move(*call), std::move(type)));
+  co_return std::unique_ptr<CompletionResponse>(
+      std::make_unique<OpenAiCompletion>(std::move(*call), std::move(type), first_byte, idle));
 }
 
 Task<Expected<Embeddings>> OpenAiProvider::Embed(const EmbeddingRequest& request) {
@@ -382,6 +401,7 @@ Task<Expected<Embeddings>> OpenAiProvider::Embed(const EmbeddingRequest& request
   json.Field("encoding_format", "float").EndObject();
   http::ClientRequest post = Request(http::Method::kPost, "/embeddings");
   post.body = std::move(json).str();
+  if (request.limits.first_byte_timeout) post.first_byte_timeout = request.limits.first_byte_timeout;
 
   auto body = co_await Exchange(post, kMaxEmbeddingsBody);
   if (!body) co_return Unexpected{std::move(body).error()};

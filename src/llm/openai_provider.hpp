@@ -28,7 +28,7 @@ struct OpenAiConfig {
   std::string base_url = "https://api.openai.com/v1";
   std::string api_key;  // empty: no Authorization header (local servers need none)
   /// Per-upstream overrides; unset: the HTTP client's connect timeout and the request's
-  /// first-byte and idle timeouts (LLM_* settings).
+  /// first-byte and idle timeouts (LLM_* settings). A model's CallLimits override these.
   std::optional<std::chrono::milliseconds> connect_timeout;
   std::optional<std::chrono::milliseconds> first_byte_timeout;
   std::optional<std::chrono::milliseconds> idle_timeout;
@@ -61,6 +61,9 @@ class OpenAiProvider final : public Provider {
 
  private:
   http::ClientRequest Request(http::Method method, std::string_view path) const;
+  // The wait a call gets: the model's, else this upstream's, else `fallback` (the request's).
+  std::chrono::milliseconds FirstByteTimeout(const CallLimits& model, std::chrono::milliseconds fallback) const;
+  std::chrono::milliseconds IdleTimeout(const CallLimits& model, std::chrono::milliseconds fallback) const;
   // Sends `request` and reads a whole JSON answer (bounded), mapping non-2xx answers.
   Task<Expected<std::string>> Exchange(const http::ClientRequest& request, std::size_t max_bytes);
 

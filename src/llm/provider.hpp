@@ -30,6 +30,17 @@ struct ChatMessage {
   std::string content;
 };
 
+/// A public model's own bounds on the calls made for it (MODELS_FILE [[models]]
+/// first_byte_timeout, idle_timeout, retries). What is set replaces the upstream's own
+/// settings, which replace the request's defaults (LLM_*): a slow model can wait longer
+/// than its upstream's other models, an interactive one give up sooner. FallbackChain sets
+/// them per candidate, so each fallback keeps its own.
+struct CallLimits {
+  std::optional<std::chrono::milliseconds> first_byte_timeout;
+  std::optional<std::chrono::milliseconds> idle_timeout;
+  std::optional<int> retries;  // attempts after the first, at each upstream
+};
+
 struct ChatRequest {
   std::string model;  // the provider's model name (ModelInfo::upstream_model), not the public one
   std::vector<ChatMessage> messages;
@@ -40,6 +51,7 @@ struct ChatRequest {
   /// past one, Next() fails with kUpstreamTimeout.
   std::chrono::milliseconds first_byte_timeout{std::chrono::seconds(30)};
   std::chrono::milliseconds idle_timeout{std::chrono::seconds(30)};
+  CallLimits limits;
 };
 
 struct Usage {
@@ -81,6 +93,7 @@ struct EmbeddingRequest {
   std::string model;  // the provider's model name
   std::vector<std::string> input;
   std::optional<int> dimensions;
+  CallLimits limits;  // its first_byte_timeout bounds the wait for the answer
 };
 
 struct Embeddings {
@@ -101,6 +114,7 @@ struct CompletionRequest {
   bool stream = false;  // the fields say "stream": true (they ask for include_usage too)
   std::chrono::milliseconds first_byte_timeout{std::chrono::seconds(30)};
   std::chrono::milliseconds idle_timeout{std::chrono::seconds(30)};
+  CallLimits limits;
   /// Aborts the call in any phase (the client left). Optional; must outlive the call.
   CancelSignal* cancel = nullptr;
 };
@@ -121,6 +135,10 @@ class CompletionResponse {
   /// breaks off; kUnavailable "cancelled" after Cancel() or the request's CancelSignal.
   /// At most one pending read.
   virtual Task<Expected<std::optional<std::string>>> Read(TimePoint not_after = TimePoint::max()) = 0;
+  /// The waits this call was given, after the model's and the upstream's settings: a
+  /// reader that counts whole events (not keep-alive comments) bounds them by these.
+  virtual std::chrono::milliseconds first_byte_timeout() const = 0;
+  virtual std::chrono::milliseconds idle_timeout() const = 0;
   /// Aborts the upstream request at once (closes its connection). Idempotent.
   virtual void Cancel() = 0;
 };

@@ -108,8 +108,8 @@ bool Retryable(ErrorCode code) {
          code == ErrorCode::kRateLimited;
 }
 
-Task<bool> ResilientProvider::PrepareRetry(int attempt, const Error& error) {
-  if (attempt > retry_.retries || !Retryable(error.code)) co_return false;
+Task<bool> ResilientProvider::PrepareRetry(int attempt, const CallLimits& limits, const Error& error) {
+  if (attempt > limits.retries.value_or(retry_.retries) || !Retryable(error.code)) co_return false;
   if (error.retry_after > retry_.max_retry_after) {
     log::Warn("upstream asks to wait longer than LLM_RETRY_AFTER_MAX: not retrying",
               {{"provider", name()}, {"retry_after_ms", error.retry_after.count()}});
@@ -165,7 +165,7 @@ Task<Expected<T>> WithRetries(std::string_view name, CircuitBreaker& breaker, co
 Task<Expected<std::unique_ptr<ChatStream>>> ResilientProvider::StreamChat(const ChatRequest& request) {
   const auto started = std::chrono::steady_clock::now();
   auto call = [&]() { return upstream_.StreamChat(request); };
-  auto prepare = [this](int attempt, const Error& error) { return PrepareRetry(attempt, error); };
+  auto prepare = [this, &request](int attempt, const Error& error) { return PrepareRetry(attempt, request.limits, error); };
   const LlmMetrics::Upstream* metrics = metrics_ ? &*metrics_ : nullptr;
   auto stream = co_await WithRetries<std::unique_ptr<ChatStream>>(name(), breaker_, metrics, call, prepare);
   if (!stream || metrics == nullptr) co_return stream;
@@ -174,7 +174,7 @@ Task<Expected<std::unique_ptr<ChatStream>>> ResilientProvider::StreamChat(const 
 
 Task<Expected<Embeddings>> ResilientProvider::Embed(const EmbeddingRequest& request) {
   auto call = [&]() { return upstream_.Embed(request); };
-  auto prepare = [this](int attempt, const Error& error) { return PrepareRetry(attempt, error); };
+  auto prepare = [this, &request](int attempt, const Error& error) { return PrepareRetry(attempt, request.limits, error); };
   const LlmMetrics::Upstream* metrics = metrics_ ? &*metrics_ : nullptr;
   auto embedded = co_await WithRetries<Embeddings>(name(), breaker_, metrics, call, prepare);
   if (embedded && metrics) {
@@ -188,7 +188,7 @@ Task<Expected<std::unique_ptr<CompletionResponse>>> ResilientProvider::Complete(
   // A client that left needs no second attempt (nor a wait for one).
   auto prepare = [this, &request](int attempt, const Error& error) -> Task<bool> {
     if (request.cancel != nullptr && request.cancel->cancelled()) co_return false;
-    const bool again = co_await PrepareRetry(attempt, error);
+    const bool again = co_await PrepareRetry(attempt, request.limits, error);
     co_return again && !(request.cancel != nullptr && request.cancel->cancelled());
   };
   // Outcomes, retries and breaker openings are counted per upstream; the time to the first
@@ -207,6 +207,7 @@ Task<Expected<std::unique_ptr<ChatStream>>> FallbackChain::StreamChat(const Chat
     }
     ChatRequest attempt = request;
     attempt.model = candidate.upstream_model;
+    attempt.limits = candidate.limits;
     auto stream = co_await candidate.provider->StreamChat(attempt);
     if (stream || !FallbackWorthy(stream.error())) co_return stream;
     last = std::move(stream).error();
@@ -225,6 +226,7 @@ Task<Expected<std::unique_ptr<CompletionResponse>>> FallbackChain::Complete(cons
     }
     CompletionRequest attempt = request;  // the fields are shared, not copied
     attempt.model = candidate.upstream_model;
+    attempt.limits = candidate.limits;
     auto response = co_await candidate.provider->Complete(attempt);
     if (response || !FallbackWorthy(response.error())) co_return response;
     last = std::move(response).error();
@@ -237,6 +239,7 @@ Task<Expected<Embeddings>> FallbackChain::Embed(const EmbeddingRequest& request)
   for (const Candidate& candidate : candidates_) {
     EmbeddingRequest attempt = request;
     attempt.model = candidate.upstream_model;
+    attempt.limits = candidate.limits;
     auto result = co_await candidate.provider->Embed(attempt);
     if (result || !FallbackWorthy(result.error())) co_return result;
     last = std::move(result).error();
@@ -326,10 +329,11 @@ Expected<FallbackChain::Candidate> Router::OwnCandidate(const ModelConfig& model
                            .breaker = &upstream->resilient->breaker()});
   }
   if (deployments.size() == 1) {
-    return FallbackChain::Candidate{deployments.front().provider, deployments.front().upstream_model, model.name};
+    return FallbackChain::Candidate{deployments.front().provider, deployments.front().upstream_model, model.name,
+                                    model.limits};
   }
   balancers_.push_back(std::make_unique<BalancedProvider>(model.name, std::move(deployments), model.balance));
-  return FallbackChain::Candidate{balancers_.back().get(), model.name, model.name};
+  return FallbackChain::Candidate{balancers_.back().get(), model.name, model.name, model.limits};
 }
 
 Expected<void> Router::Register(ModelRegistry& registry) {

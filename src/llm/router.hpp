@@ -99,8 +99,8 @@ class ResilientProvider final : public Provider {
 
  private:
   // After failed attempt `attempt` (from 1): whether to try again, having waited as the
-  // policy and `error` ask.
-  Task<bool> PrepareRetry(int attempt, const Error& error);
+  // policy (the model's retries, when it sets them) and `error` ask.
+  Task<bool> PrepareRetry(int attempt, const CallLimits& limits, const Error& error);
 
   Provider& upstream_;
   RetryPolicy retry_;
@@ -117,6 +117,7 @@ class FallbackChain final : public Provider {
     Provider* provider;
     std::string upstream_model;
     std::string model;  // the public name, for logs
+    CallLimits limits;  // the model's own, given to each call made for it
   };
   explicit FallbackChain(std::vector<Candidate> candidates) : candidates_(std::move(candidates)) {}
 
@@ -161,6 +162,7 @@ struct ModelConfig {
   double output_price_per_million = 0;  // USD per 1M completion tokens
   std::vector<std::string> fallbacks;   // public model names, tried in order
   bool embeddings = false;
+  CallLimits limits;  // timeouts and retries of its own, over its upstreams' settings
 
   /// `deployments`, or provider + upstream_model as the one deployment.
   std::vector<DeploymentConfig> Deployments() const;

@@ -65,6 +65,7 @@ Expected<Plan> ReadPlan(const CompletionRequest& request) {
   plan.chat.model = request.model;
   plan.chat.first_byte_timeout = request.first_byte_timeout;
   plan.chat.idle_timeout = request.idle_timeout;
+  plan.chat.limits = request.limits;
   simdjson::dom::array messages;
   if (root["messages"].get(messages) != simdjson::SUCCESS) {
     return MakeError(ErrorCode::kInvalidArgument, "messages must be an array", "messages");
@@ -128,6 +129,12 @@ class SynthesizedCompletion final : public CompletionResponse {
   }
 
   std::string_view content_type() const override { return plan_.stream ? "text/event-stream" : "application/json"; }
+  std::chrono::milliseconds first_byte_timeout() const override {
+    return plan_.chat.limits.first_byte_timeout.value_or(plan_.chat.first_byte_timeout);
+  }
+  std::chrono::milliseconds idle_timeout() const override {
+    return plan_.chat.limits.idle_timeout.value_or(plan_.chat.idle_timeout);
+  }
 
   // `not_after` is not needed: the stream's own timeouts bound each chunk.
   Task<Expected<std::optional<std::string>>> Read(TimePoint) override {

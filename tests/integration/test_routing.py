@@ -1,20 +1,23 @@
 """Routing in the gateway: a public model on two deployments (two bench/mock_upstream
 processes behind the providers "east" and "west" of a MODELS_FILE), the calls split by
 weight or by how busy each is, failover to the other deployment before the model's
-fallbacks, a deployment skipped while its breaker is open, and aliases.
+fallbacks, a deployment skipped while its breaker is open, aliases, and a model's own
+retries and timeouts over its provider's.
 
 Each test has a model of its own, so the balancers' state (round-robin position, breakers)
 of one test does not leak into another's counts.
 """
 
+import json
 import subprocess
 import textwrap
+import time
 
 import pytest
 
 from accounts_client import Api
 from chatd_testing import MockUpstream, poll, server_env
-from test_gateway import HELLO, chat, open_stream
+from test_gateway import HELLO, chat, events, open_stream
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +85,32 @@ def routed(module_servers, mock, west_mock, tmp_path_factory):
         name = "busy"
         deployments = [{{ provider = "east" }}, {{ provider = "west" }}]
         balance = "least_busy"
+
+        [[providers]]
+        name = "east-retrying"               # east again, retrying twice
+        base_url = "{mock.base_url}"
+        retries = 2
+        circuit_breaker_failures = 0
+
+        [[models]]
+        name = "sturdy"                      # the provider's 2 retries
+        provider = "east-retrying"
+        upstream_model = "mock-model"
+
+        [[models]]
+        name = "brittle"                     # its own: none
+        provider = "east-retrying"
+        upstream_model = "mock-model"
+        retries = 0
+
+        [[models]]
+        name = "hasty"                       # gives up on a silent upstream sooner than LLM_IDLE_TIMEOUT
+        provider = "east"
+        upstream_model = "mock-model"
+        idle_timeout = "300ms"
         """))
-    return module_servers(MODELS_FILE=str(path), DEMO_TOKEN_INTERVAL="0ms")
+    return module_servers(MODELS_FILE=str(path), DEMO_TOKEN_INTERVAL="0ms", LLM_RETRY_BACKOFF="10ms",
+                          LLM_IDLE_TIMEOUT="30s")
 
 
 @pytest.fixture(scope="module")
@@ -155,12 +182,33 @@ def test_least_busy_sends_calls_to_the_idle_deployment(routed, key, east, west):
          what="a call on east after its stream ended")
 
 
+def test_a_models_own_retries_replace_its_providers(routed, key, east):
+    east.script([{"status": 500}])
+    complete(routed, key, "sturdy")  # retried by its provider
+    assert east.stats()["requests"] == 2
+    east.script([{"status": 500}])
+    r = chat(Api(routed.port), key, {"model": "brittle", "messages": HELLO})
+    assert r.status == 502, r  # the same provider, but the model says no retries
+    assert east.stats()["requests"] == 3
+
+
+def test_a_models_own_idle_timeout_replaces_its_providers(routed, key, east):
+    east.script([{"stall_after": 2}])
+    started = time.monotonic()
+    r = chat(Api(routed.port), key, {"model": "hasty", "messages": HELLO, "stream": True}, timeout=10)
+    took = time.monotonic() - started
+    err = json.loads(events(r)[-1])["error"]
+    assert err["code"] == "upstream_timeout" and "within 300 ms" in err["message"], err
+    assert took < 3, took  # the model's 300 ms, not LLM_IDLE_TIMEOUT's 30 s
+
+
 @pytest.mark.parametrize("models, complaint", [
     ('deployments = [{ provider = "p" }, { provider = "nowhere" }]', "model 'm' names provider 'nowhere'"),
     ('deployments = [{ provider = "p", weight = 0 }]', "model 'm': deployments[0]: weight must be a whole number"),
     ('provider = "p"\ndeployments = [{ provider = "p" }]', "not both"),
     ('deployments = [{ provider = "p" }]\nbalance = "random"', "balance 'random' is not known"),
     ('provider = "p"\naliases = ["demo"]', "model 'm': aliases: model name 'demo' is already registered"),
+    ('provider = "p"\nretries = -1', "model 'm': retries must be a whole number from 0 to 10"),
 ])
 def test_a_bad_routing_entry_stops_chatd_at_start(binary, tmp_path, models, complaint):
     path = tmp_path / "models.toml"

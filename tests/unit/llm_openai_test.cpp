@@ -157,6 +157,7 @@ class ScriptedProvider final : public Provider {
 
   Task<Expected<std::unique_ptr<ChatStream>>> StreamChat(const ChatRequest& request) override {
     models_.push_back(request.model);
+    limits_.push_back(request.limits);
     if (!failures_.empty()) {
       Error error = failures_.front();
       failures_.pop_front();
@@ -177,11 +178,13 @@ class ScriptedProvider final : public Provider {
   }
 
   const std::vector<std::string>& models() const { return models_; }
+  const std::vector<CallLimits>& limits() const { return limits_; }
 
  private:
   std::string name_;
   std::deque<Error> failures_;
   std::vector<std::string> models_;
+  std::vector<CallLimits> limits_;
   DemoProvider demo_{DemoConfig{.token_interval = milliseconds(0)}};
 };
 
@@ -233,6 +236,21 @@ TEST(ResilientProvider, GivesUpAfterItsRetriesAndNeverRetriesInvalidRequests) {
   EXPECT_EQ(invalid.models().size(), 1u);
 }
 
+TEST(ResilientProvider, AModelsOwnRetriesReplaceTheUpstreams) {
+  ChatRequest request = Hello();
+  request.limits.retries = 0;
+  ScriptedProvider strict("up", std::deque<Error>(5, Failure(ErrorCode::kUpstreamUnavailable)));
+  ResilientProvider once(strict, kFastRetries, {.failures = 10});
+  EXPECT_TRUE(RunTask(Open(once, request)));
+  EXPECT_EQ(strict.models().size(), 1u);  // the upstream's 2 retries do not apply
+
+  request.limits.retries = 4;
+  ScriptedProvider persistent("up", std::deque<Error>(4, Failure(ErrorCode::kUpstreamUnavailable)));
+  ResilientProvider patient(persistent, kFastRetries, {.failures = 10});
+  EXPECT_FALSE(RunTask(Open(patient, request)));
+  EXPECT_EQ(persistent.models().size(), 5u);  // 1 + the model's 4 retries
+}
+
 TEST(ResilientProvider, HonoursRetryAfterUpToItsCap) {
   ScriptedProvider upstream("up", {Failure(ErrorCode::kRateLimited, milliseconds(300))});
   ResilientProvider resilient(upstream, kFastRetries, {.failures = 10});
@@ -272,6 +290,18 @@ TEST(FallbackChain, TriesTheNextModelWhenOneFailsBeforeTheFirstToken) {
   EXPECT_FALSE(RunTask(Open(chain, request)));
   EXPECT_EQ(primary.models(), std::vector<std::string>{"model-a"});
   EXPECT_EQ(backup.models(), std::vector<std::string>{"model-b"});
+
+  // Each candidate is called with its own model's limits, not the one before it.
+  ScriptedProvider slow("a", {Failure(ErrorCode::kUpstreamTimeout)});
+  ScriptedProvider quick("b");
+  const CallLimits patient{.first_byte_timeout = milliseconds(90'000), .idle_timeout = {}, .retries = 0};
+  FallbackChain limited({{&slow, "model-a", "a", patient}, {&quick, "model-b", "b", {}}});
+  EXPECT_FALSE(RunTask(Open(limited, request)));
+  ASSERT_EQ(slow.limits().size(), 1u);
+  EXPECT_EQ(slow.limits()[0].first_byte_timeout, milliseconds(90'000));
+  EXPECT_EQ(slow.limits()[0].retries, 0);
+  ASSERT_EQ(quick.limits().size(), 1u);
+  EXPECT_FALSE(quick.limits()[0].first_byte_timeout || quick.limits()[0].retries);
 
   // An invalid request would fail anywhere: no fallback.
   ScriptedProvider picky("a", {Failure(ErrorCode::kInvalidArgument)});
@@ -509,6 +539,19 @@ TEST_F(OpenAiProviderTest, IdleTimeoutCountsEventsNotKeepAliveComments) {
   EXPECT_EQ(got.error->message, "no token from fake within 300 ms");
   EXPECT_EQ(got.text, "first");
   EXPECT_LT(steady_clock::now() - started, milliseconds(1500));
+}
+
+TEST_F(OpenAiProviderTest, AModelsIdleTimeoutReplacesTheUpstreams) {
+  std::vector<std::string> pieces{Chunk("first")};
+  for (int i = 0; i < 40; ++i) pieces.push_back(": ping\n\n");
+  upstream_.Handle(StreamPieces(pieces, milliseconds(50)));
+  OpenAiProvider patient_upstream(
+      OpenAiConfig{.name = "fake", .base_url = upstream_.base_url(), .idle_timeout = milliseconds(10'000)}, *client_);
+  ChatRequest request = Request();
+  request.limits.idle_timeout = milliseconds(300);
+  const Drained got = RunTask(Drain(patient_upstream, request));
+  ASSERT_TRUE(got.error);
+  EXPECT_EQ(got.error->message, "no token from fake within 300 ms");
 }
 
 TEST_F(OpenAiProviderTest, CancelEndsAPendingNextPromptly) {

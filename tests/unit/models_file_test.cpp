@@ -94,6 +94,28 @@ TEST_F(ModelsFileTest, BalanceDefaultsToWeighted) {
   EXPECT_EQ(file->router.models[0].balance, llm::BalancePolicy::kWeighted);
 }
 
+TEST_F(ModelsFileTest, AModelMaySetItsOwnTimeoutsAndRetries) {
+  auto file = Load(std::string(kProviders) + R"(
+[[models]]
+name = "patient"
+provider = "east"
+first_byte_timeout = "2m"
+idle_timeout = 45
+retries = 0
+
+[[models]]
+name = "plain"
+provider = "east"
+)");
+  ASSERT_TRUE(file) << file.error().message;
+  const llm::CallLimits& patient = file->router.models[0].limits;
+  EXPECT_EQ(patient.first_byte_timeout, std::chrono::minutes(2));
+  EXPECT_EQ(patient.idle_timeout, std::chrono::seconds(45));
+  EXPECT_EQ(patient.retries, 0);  // set to 0, not unset: the upstream's retries do not apply
+  const llm::CallLimits& plain = file->router.models[1].limits;
+  EXPECT_FALSE(plain.first_byte_timeout || plain.idle_timeout || plain.retries);
+}
+
 struct Invalid {
   const char* model;      // the [[models]] entries after kProviders
   const char* complaint;  // expected in the message
@@ -142,7 +164,13 @@ INSTANTIATE_TEST_SUITE_P(
                 "[[models]]\nname = \"b\"\nprovider = \"west\"\naliases = [\"x\"]\n",
                 "model 'b': alias 'x' is already an alias of model 'a'"},
         Invalid{"[[models]]\nname = \"a\"\nprovider = \"east\"\naliases = [\"\"]\n",
-                "model 'a': aliases: an alias is empty"}));
+                "model 'a': aliases: an alias is empty"},
+        Invalid{"[[models]]\nname = \"a\"\nprovider = \"east\"\nidle_timeout = \"soon\"\n",
+                "model 'a': idle_timeout must be a duration above 0"},
+        Invalid{"[[models]]\nname = \"a\"\nprovider = \"east\"\nfirst_byte_timeout = 0\n",
+                "model 'a': first_byte_timeout must be a duration above 0"},
+        Invalid{"[[models]]\nname = \"a\"\nprovider = \"east\"\nretries = 11\n",
+                "model 'a': retries must be a whole number from 0 to 10"}));
 
 TEST_F(ModelsFileTest, AnUnknownDeploymentProviderStopsTheConfiguration) {
   // The providers the environment sets up are known only once the file is read: LoadConfig checks.
