@@ -1,26 +1,47 @@
 #include "llm/sse_parser.hpp"
 
+#include <algorithm>
+#include <cstring>
+
 namespace chatd::llm {
 
 Expected<void> SseParser::Feed(std::string_view bytes) {
   std::size_t start = 0;
-  for (std::size_t i = 0; i < bytes.size(); ++i) {
-    const char c = bytes[i];
-    if (skip_lf_) {
-      skip_lf_ = false;
-      if (c == '\n') {
-        start = i + 1;
-        continue;
+  if (skip_lf_ && !bytes.empty()) {
+    skip_lf_ = false;
+    if (bytes.front() == '\n') start = 1;  // the LF of a CRLF cut between two pieces
+  }
+  // Lines are found with memchr, not byte by byte: a chunk of a completion is a few
+  // hundred bytes of JSON with one line ending. `cr` is the next CR at or after `start`
+  // (OpenAI-compatible servers send none, so it is looked for once per piece).
+  const char* const data = bytes.data();
+  const std::size_t size = bytes.size();
+  std::size_t cr = start;
+  while (start < size) {
+    if (cr < start || (cr < size && data[cr] != '\r')) {
+      const void* found = std::memchr(data + start, '\r', size - start);
+      cr = found != nullptr ? static_cast<std::size_t>(static_cast<const char*>(found) - data) : size;
+    }
+    const void* lf = std::memchr(data + start, '\n', std::min(cr, size) - start);
+    const std::size_t end = lf != nullptr ? static_cast<std::size_t>(static_cast<const char*>(lf) - data) : cr;
+    if (end >= size) break;  // no line end in what is left: an incomplete line
+    if (line_.empty()) {
+      Line(bytes.substr(start, end - start));  // the usual case: the whole line is here
+    } else {
+      line_.append(data + start, end - start);
+      Line(line_);
+      line_.clear();
+    }
+    start = end + 1;
+    if (data[end] == '\r') {
+      if (start == size) {
+        skip_lf_ = true;
+      } else if (data[start] == '\n') {
+        ++start;
       }
     }
-    if (c != '\n' && c != '\r') continue;
-    line_.append(bytes.substr(start, i - start));
-    Line(line_);
-    line_.clear();
-    skip_lf_ = c == '\r';
-    start = i + 1;
   }
-  line_.append(bytes.substr(start));
+  line_.append(data + start, size - start);
   if (line_.size() + current_.data.size() > max_event_bytes_) {
     return MakeError(ErrorCode::kUpstreamUnavailable,
                      "the upstream sent an event larger than " + std::to_string(max_event_bytes_) + " bytes");
