@@ -37,9 +37,18 @@ class SseSink final : public chat::TurnSink {
     co_return co_await stream_.Begin(std::move(head));
   }
 
+  // Not a coroutine: the frame is built in a buffer the sink keeps, and the write is
+  // handed back to the caller to await, one coroutine frame fewer per event.
   Task<bool> Send(const TurnEvent& event) override {
-    co_return co_await stream_.Write(
-        fmt::format("event: {}\nid: {}\ndata: {}\n\n", EventName(event.type), event.id, EventJson(event, {})));
+    frame_.clear();
+    frame_ += "event: ";
+    frame_ += EventName(event.type);
+    frame_ += "\nid: ";
+    frame_ += std::to_string(event.id);
+    frame_ += "\ndata: ";
+    AppendEventJson(frame_, event, {});
+    frame_ += "\n\n";
+    return stream_.Write(frame_);
   }
 
   Task<bool> Ping() override { co_return co_await stream_.Write(": ping\n\n"); }
@@ -59,6 +68,7 @@ class SseSink final : public chat::TurnSink {
   http::ResponseStream& stream_;
   metrics::Gauge& active_;
   bool begun_ = false;
+  std::string frame_;  // the event being sent: a Write reads it until it completes
 };
 
 // For `"stream": false`: nobody listens while the turn runs; the stored message is the answer.

@@ -17,7 +17,14 @@ std::string_view EventName(TurnEvent::Type type) {
 }
 
 std::string EventJson(const TurnEvent& event, std::string_view client_id) {
-  JsonWriter json;
+  std::string out;
+  out.reserve(256);
+  AppendEventJson(out, event, client_id);
+  return out;
+}
+
+void AppendEventJson(std::string& out, const TurnEvent& event, std::string_view client_id) {
+  JsonWriter json(std::move(out));
   json.BeginObject().Field("type", EventName(event.type));
   if (!client_id.empty()) json.Key("id").Raw(client_id).Field("event_id", static_cast<std::int64_t>(event.id));
   switch (event.type) {
@@ -46,7 +53,7 @@ std::string EventJson(const TurnEvent& event, std::string_view client_id) {
       break;
   }
   json.EndObject();
-  return std::move(json).str();
+  out = std::move(json).str();
 }
 
 }  // namespace chatd::api

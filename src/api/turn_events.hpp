@@ -15,5 +15,7 @@ std::string_view EventName(chat::TurnEvent::Type type);
 /// The event as a JSON object. `client_id`, when not empty, is raw JSON (a WebSocket
 /// client's turn id) added as "id", with the event's own id as "event_id".
 std::string EventJson(const chat::TurnEvent& event, std::string_view client_id);
+/// The same, appended to `out` (a frame being built; its buffer is reused).
+void AppendEventJson(std::string& out, const chat::TurnEvent& event, std::string_view client_id);
 
 }  // namespace chatd::api

@@ -66,36 +66,47 @@ void Generation::Cancel() {
   });
 }
 
-TurnEvent Generation::EventAt(std::uint64_t id) const {
-  TurnEvent event;
+void Generation::EventAt(std::uint64_t id, TurnEvent& event) const {
+  const std::size_t delta = id - 2;
+  if (id > 1 && delta >= delta_ends_.size()) {  // the final event
+    event = last_;
+    event.id = id;
+    return;
+  }
+  // Assigned field by field, so a reused event keeps its strings' buffers.
   event.id = id;
   event.assistant_message_id = info_.message_id;
+  event.usage = {};
+  event.finish_reason.clear();
   if (id == 1) {
     event.type = TurnEvent::Type::kMessageCreated;
     event.conversation_id = info_.conversation_id;
     event.user_message_id = info_.user_message_id;
-    return event;
+    event.content.clear();
+    return;
   }
-  const std::size_t delta = id - 2;
-  if (delta < delta_ends_.size()) {
-    const std::uint32_t begin = delta == 0 ? 0 : delta_ends_[delta - 1];
-    event.type = TurnEvent::Type::kDelta;
-    event.content = content_.substr(begin, delta_ends_[delta] - begin);
-    return event;
-  }
-  event = last_;
-  event.id = id;
-  return event;
+  const std::uint32_t begin = delta == 0 ? 0 : delta_ends_[delta - 1];
+  event.type = TurnEvent::Type::kDelta;
+  event.conversation_id.clear();
+  event.user_message_id.clear();
+  event.content.assign(content_, begin, delta_ends_[delta] - begin);
 }
 
 std::vector<TurnEvent> Generation::EventsAfter(std::uint64_t after, bool& ended) const {
+  std::vector<TurnEvent> events;
+  events.resize(EventsAfter(after, events, ended));
+  return events;
+}
+
+std::size_t Generation::EventsAfter(std::uint64_t after, std::vector<TurnEvent>& events, bool& ended) const {
   std::lock_guard lock(mutex_);
   const std::uint64_t count = 1 + delta_ends_.size() + (ended_ ? 1 : 0);
-  std::vector<TurnEvent> events;
-  if (after < count) events.reserve(count - after);
-  for (std::uint64_t id = after + 1; id <= count; ++id) events.push_back(EventAt(id));
   ended = ended_;
-  return events;
+  if (after >= count) return 0;
+  const std::size_t n = count - after;
+  if (events.size() < n) events.resize(n);
+  for (std::size_t i = 0; i < n; ++i) EventAt(after + 1 + i, events[i]);
+  return n;
 }
 
 void Generation::WakeWaiters() {
@@ -122,21 +133,22 @@ Task<bool> Generation::Follow(std::uint64_t after, TurnSink& sink, std::chrono::
   } unsubscribe{*this, waiter};
 
   bool client_gone = false;
+  std::vector<TurnEvent> events;  // reused from read to read
   while (true) {
     // Clear before reading: anything appended after the read posts a new wake-up, which
     // runs after the wait below has started (this executor runs one handler at a time).
     waiter->pending.store(false);
     bool ended = false;
-    const std::vector<TurnEvent> events = EventsAfter(after, ended);
-    for (const TurnEvent& event : events) {
-      if (!co_await sink.Send(event)) {
+    const std::size_t count = EventsAfter(after, events, ended);
+    for (std::size_t i = 0; i < count; ++i) {
+      if (!co_await sink.Send(events[i])) {
         client_gone = true;
         break;
       }
-      after = event.id;
+      after = events[i].id;
     }
     if (client_gone || ended) break;
-    if (!events.empty()) continue;
+    if (count > 0) continue;
     waiter->timer.expires_after(quiet);
     boost::system::error_code ec;
     co_await waiter->timer.async_wait(asio::redirect_error(kUseAwaitable, ec));

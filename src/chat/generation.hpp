@@ -88,6 +88,10 @@ class Generation : public std::enable_shared_from_this<Generation> {
   /// Events after `after` (an event id; 0 for all), in order. `ended` tells whether the
   /// last of them is the final event.
   std::vector<TurnEvent> EventsAfter(std::uint64_t after, bool& ended) const;
+  /// The same into `events`, whose elements (and their strings' buffers) are reused, so a
+  /// follower allocates nothing per event: the number of events written, from the front
+  /// (elements past it are left as they were).
+  std::size_t EventsAfter(std::uint64_t after, std::vector<TurnEvent>& events, bool& ended) const;
   bool ended() const;
   /// Asks the generation to stop: runs the OnCancel action on the generation's executor.
   void Cancel();
@@ -103,7 +107,7 @@ class Generation : public std::enable_shared_from_this<Generation> {
 
  private:
   struct Waiter;
-  TurnEvent EventAt(std::uint64_t id) const;  // with mutex_ held
+  void EventAt(std::uint64_t id, TurnEvent& event) const;  // with mutex_ held; overwrites `event`
   void WakeWaiters();                         // with mutex_ held
 
   const GenerationInfo info_;

@@ -28,6 +28,9 @@ void AppendJsonEscaped(std::string& out, std::string_view text);
 class JsonWriter {
  public:
   JsonWriter() { out_.reserve(256); }
+  /// Writes after what `out` holds, in its buffer: a caller that moves its string in and
+  /// str() back out builds frame after frame without allocating.
+  explicit JsonWriter(std::string out) : out_(std::move(out)) {}
 
   JsonWriter& BeginObject() { Separate(); out_.push_back('{'); first_ = true; return *this; }
   JsonWriter& EndObject() { out_.push_back('}'); first_ = false; return *this; }
