@@ -112,6 +112,14 @@ std::size_t Generation::EventsAfter(std::uint64_t after, std::vector<TurnEvent>&
 void Generation::WakeWaiters() {
   for (const auto& waiter : waiters_) {
     if (waiter->pending.exchange(true)) continue;
+    // A follower on the producer's own executor (the response that started the turn, as a
+    // rule) is on this thread: cancel its timer here, one trip through the scheduler
+    // fewer per event. The cancel only posts the wait's completion, so the follower does
+    // not run inside this call (nor under mutex_).
+    if (waiter->timer.get_executor() == executor_) {
+      waiter->timer.cancel();
+      continue;
+    }
     asio::post(waiter->timer.get_executor(), [waiter] { waiter->timer.cancel(); });
   }
 }
