@@ -4,6 +4,7 @@
 #include <openssl/x509v3.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <deque>
@@ -297,6 +298,7 @@ class Call final : public ClientCall {
 
   ~Call() override {
     if (cancel_ != nullptr) cancel_->Clear(cancel_token_);
+    StopWatching();
     if (connection_) connection_->Close();
   }
 
@@ -336,9 +338,20 @@ class Call final : public ClientCall {
     head += "\r\n";
     const std::array<asio::const_buffer, 2> buffers{
         asio::buffer(head), request.stream_body ? asio::const_buffer() : asio::buffer(request.body)};
+    // What the socket takes at once goes out with one send, without an asynchronous
+    // operation and its timer (as the server writes; TLS goes through its stream).
     error_code ec;
-    Arm(After(Clock::now(), idle_timeout_));
-    co_await asio::async_write(*connection_, buffers, asio::redirect_error(kUseAwaitable, ec));
+    std::size_t sent = 0;
+    if (connection_->plain) {
+      sent = connection_->plain->socket().write_some(buffers, ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
+    }
+    if (!ec && sent < asio::buffer_size(buffers)) {
+      beast::buffers_suffix<std::array<asio::const_buffer, 2>> rest(buffers);
+      rest.consume(sent);
+      Arm(After(Clock::now(), idle_timeout_));
+      co_await asio::async_write(*connection_, rest, asio::redirect_error(kUseAwaitable, ec));
+    }
     if (ec) co_return Fail(ec, "writing the request to", "no progress writing to", idle_timeout_);
     co_return Expected<void>{};
   }
@@ -398,7 +411,7 @@ class Call final : public ClientCall {
     return {};
   }
 
-  Task<Expected<std::optional<std::string>>> ReadSome(TimePoint not_after) override {
+  Task<Expected<std::optional<std::string_view>>> ReadSome(TimePoint not_after) override {
     if (auto broken = Check(); !broken) co_return Unexpected{broken.error()};
     if (!parser_) throw std::logic_error("ClientCall::ReadSome before ReadHead");
     while (!done_) {
@@ -406,10 +419,12 @@ class Call final : public ClientCall {
       body.data = piece_.data();
       body.size = piece_.size();
       const Clock::time_point idle_deadline = After(Clock::now(), idle_timeout_);
-      Arm(std::min(idle_deadline, not_after));
+      WatchRead(std::min({idle_deadline, not_after, total_deadline_}));
       error_code ec;
       co_await bhttp::async_read_some(*connection_, connection_->buffer, *parser_,
                                       asio::redirect_error(kUseAwaitable, ec));
+      watch_->deadline = Clock::time_point::max();
+      if (watch_->expired && !cancelled_) ec = beast::error::timeout;
       if (ec == bhttp::error::need_buffer) ec = {};
       if (ec) {
         if (not_after < idle_deadline && Clock::now() >= not_after && !cancelled_) {
@@ -419,9 +434,9 @@ class Call final : public ClientCall {
       }
       const std::size_t n = piece_.size() - parser_->get().body().size;
       if (parser_->is_done()) Release();
-      if (n > 0) co_return std::optional<std::string>(std::in_place, piece_.data(), n);
+      if (n > 0) co_return std::optional<std::string_view>(std::in_place, piece_.data(), n);
     }
-    co_return std::optional<std::string>{};
+    co_return std::optional<std::string_view>{};
   }
 
   Task<Expected<std::string>> ReadAll(std::size_t max_bytes) override {
@@ -458,9 +473,57 @@ class Call final : public ClientCall {
   // The deadline of the next operation: its own, and never past the overall one.
   void Arm(Clock::time_point deadline) { connection_->Arm(std::min(deadline, total_deadline_)); }
 
+  // Body reads are bounded by a watchdog rather than by Beast's timer, which arms a timer
+  // around every operation and cancels it after (a heap insert, a removal and a posted
+  // completion each time: per token of a streamed answer). The watchdog's timer is armed
+  // when a read starts and none is pending; while one is, a read only moves `deadline`,
+  // and a timer that fires early sleeps again until then. Shared with the timer's
+  // handler, which may run after the call is gone.
+  struct ReadWatch : std::enable_shared_from_this<ReadWatch> {
+    explicit ReadWatch(const asio::any_io_executor& executor) : timer(executor) {}
+    asio::steady_timer timer;
+    Clock::time_point deadline = Clock::time_point::max();  // the pending read's; max: no read
+    Clock::time_point armed = Clock::time_point::max();     // the pending wait's expiry; max: none
+    Connection* connection = nullptr;                        // closed at the deadline; null: let go
+    bool expired = false;
+
+    void Watch(Connection& watched, Clock::time_point until) {
+      connection = &watched;
+      deadline = until;
+      if (armed <= until) return;  // a wait that fires no later is pending
+      armed = until;
+      timer.expires_at(until);  // a later wait, if any, completes with operation_aborted
+      timer.async_wait([self = shared_from_this()](error_code ec) { self->Fired(ec); });
+    }
+
+    void Fired(error_code ec) {
+      if (ec == asio::error::operation_aborted) return;  // replaced by an earlier wait, or stopped
+      armed = Clock::time_point::max();
+      if (connection == nullptr || deadline == Clock::time_point::max()) return;
+      if (Clock::now() < deadline) return Watch(*connection, deadline);
+      expired = true;
+      connection->Close();  // the pending read fails; ReadSome reports the timeout
+    }
+  };
+
+  void WatchRead(Clock::time_point deadline) {
+    if (!watch_) {
+      watch_ = std::make_shared<ReadWatch>(connection_->get_executor());
+      connection_->Arm(Clock::time_point::max());  // Beast's timer off for the body
+    }
+    watch_->Watch(*connection_, deadline);
+  }
+
+  void StopWatching() {
+    if (!watch_) return;
+    watch_->connection = nullptr;
+    watch_->timer.cancel();
+  }
+
   // The response has been read to its end: the connection may serve another request.
   void Release() {
     done_ = true;
+    StopWatching();
     if (!connection_) return;
     if (parser_->keep_alive() && !cancelled_ && connection_->buffer.size() == 0) {
       asio::use_service<Pool>(asio::query(connection_->get_executor(), asio::execution::context))
@@ -506,6 +569,7 @@ class Call final : public ClientCall {
   int status_ = 0;
   Headers headers_;
   std::array<char, kPieceSize> piece_;
+  std::shared_ptr<ReadWatch> watch_;  // from the first body read on
   bool done_ = false;
   bool cancelled_ = false;
   bool stale_ = false;
@@ -580,6 +644,8 @@ Task<Expected<std::unique_ptr<Connection>>> Client::Impl::Connect(const Url& url
 
   auto connection = std::make_unique<Connection>();
   if (!url.tls) {
+    // A plain connection's request goes out with a non-blocking send first (WriteRequest).
+    stream.socket().non_blocking(true, ec);
     connection->plain.emplace(std::move(stream));
     co_return connection;
   }

@@ -225,8 +225,12 @@ class OpenAiCompletion final : public CompletionResponse {
   Task<Expected<std::optional<std::string>>> Read(TimePoint not_after) override {
     if (!call_) co_return std::optional<std::string>{};
     auto piece = co_await call_->ReadSome(not_after);  // and under the request's idle timeout
-    if (piece && !*piece) call_.reset();      // read to the end: the connection is pooled
-    co_return piece;
+    if (!piece) co_return Unexpected{std::move(piece).error()};
+    if (!*piece) {
+      call_.reset();  // read to the end: the connection is pooled
+      co_return std::optional<std::string>{};
+    }
+    co_return std::optional<std::string>(std::in_place, **piece);
   }
 
   void Cancel() override {

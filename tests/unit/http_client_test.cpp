@@ -466,7 +466,7 @@ TEST(HttpClient, StreamsAChunkedBodyPieceByPiece) {
       auto piece = co_await (*call)->ReadSome();
       EXPECT_TRUE(piece);
       if (!piece || !*piece) break;
-      out.push_back(**piece);
+      out.emplace_back(**piece);
     }
     co_return out;
   }());
