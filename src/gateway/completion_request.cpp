@@ -401,6 +401,59 @@ void AppendMember(std::string& out, std::string_view key, std::string_view json)
   out += json;
 }
 
+// The top-level members of `object`, a JSON object the DOM parse has validated, as the
+// client wrote them: `each(key, value)` gets the key without its quotes and the value's
+// exact bytes — no re-serialising (simdjson::to_string builds each value anew, a few
+// allocations per member on every request). False, after calling `each` for the members
+// before it, at a key written with escapes: its bytes are not the key.
+template <typename Each>
+bool ForEachMember(std::string_view object, Each&& each) {
+  std::size_t i = object.find('{') + 1;
+  const auto space = [&] {
+    while (i < object.size() && (object[i] == ' ' || object[i] == '\n' || object[i] == '\r' || object[i] == '\t')) ++i;
+  };
+  const auto skip_string = [&] {  // from its opening quote to past its closing one
+    for (++i; i < object.size() && object[i] != '"'; ++i) {
+      if (object[i] == '\\') ++i;
+    }
+    ++i;
+  };
+  while (true) {
+    space();
+    if (i < object.size() && object[i] == ',') ++i;
+    space();
+    if (i >= object.size() || object[i] != '"') return true;  // the closing brace
+    const std::size_t key_begin = i + 1;
+    skip_string();
+    const std::string_view key = object.substr(key_begin, i - 1 - key_begin);
+    if (key.find('\\') != std::string_view::npos) return false;
+    space();
+    ++i;  // the colon
+    space();
+    const std::size_t value_begin = i;
+    std::size_t depth = 0;
+    while (i < object.size()) {
+      const char c = object[i];
+      if (c == '"') {
+        skip_string();
+        if (depth == 0) break;
+      } else if (c == '{' || c == '[') {
+        ++depth;
+        ++i;
+      } else if (c == '}' || c == ']') {
+        if (depth == 0) break;  // the object's own end, after a number or literal
+        ++i;
+        if (--depth == 0) break;
+      } else if (depth == 0 && (c == ',' || c == ' ' || c == '\n' || c == '\r' || c == '\t')) {
+        break;
+      } else {
+        ++i;
+      }
+    }
+    each(key, object.substr(value_begin, i - value_begin));
+  }
+}
+
 }  // namespace
 
 std::int64_t EstimateTokens(std::size_t bytes) { return static_cast<std::int64_t>((bytes + 3) / 4); }
@@ -528,12 +581,12 @@ Expected<PreparedCompletion> PrepareCompletion(std::string_view body) {
   std::string fields;
   fields.reserve(body.size() + 48);
   bool wrote_stream_options = false;
-  for (auto [key, member] : root) {
-    if (key == "model") continue;
+  const auto add = [&](std::string_view key, std::string_view value) {
+    if (key == "model") return;
     if (key == "stream_options" && prepared.stream) {
       std::string options;  // the client's other stream options, kept
       object client_options;
-      if (member.get(client_options) == simdjson::SUCCESS) {
+      if (root["stream_options"].get(client_options) == simdjson::SUCCESS) {
         for (auto [option, option_value] : client_options) {
           if (option != "include_usage") AppendMember(options, option, simdjson::to_string(option_value));
         }
@@ -541,9 +594,14 @@ Expected<PreparedCompletion> PrepareCompletion(std::string_view body) {
       if (!options.empty()) options += ',';
       AppendMember(fields, key, "{" + options + R"("include_usage":true})");
       wrote_stream_options = true;
-      continue;
+      return;
     }
-    AppendMember(fields, key, simdjson::to_string(member));
+    AppendMember(fields, key, value);
+  };
+  if (!ForEachMember(body, add)) {  // a key written with escapes: the DOM's members, re-serialised
+    fields.clear();
+    wrote_stream_options = false;
+    for (auto [key, member] : root) add(key, key == "model" ? std::string() : simdjson::to_string(member));
   }
   if (prepared.stream && !wrote_stream_options) AppendMember(fields, "stream_options", R"({"include_usage":true})");
   prepared.fields = std::make_shared<const std::string>(std::move(fields));

@@ -158,6 +158,20 @@ TEST(GatewayRequest, PassesEveryFieldButTheModel) {
   EXPECT_TRUE(fields["stream_options"].error() == simdjson::NO_SUCH_FIELD);  // not a stream
 }
 
+TEST(GatewayRequest, PassesTheClientsBytesAsWritten) {
+  auto prepared = PrepareCompletion(
+      "{ \"model\" : \"demo\" ,\n \"messages\":[{\"role\":\"user\",\"content\":\"a } ] , \\\" [ {\"}],\n"
+      "\"temperature\" : 1.0e0 , \"x\":[ 1, {\"y\":\"}\"} ],\"z\":null}");
+  ASSERT_TRUE(prepared) << prepared.error().message;
+  EXPECT_EQ(*prepared->fields,
+            R"("messages":[{"role":"user","content":"a } ] , \" [ {"}],"temperature":1.0e0,"x":[ 1, {"y":"}"} ],"z":null)");
+
+  // A key written with escapes is still the key: "model" goes, whatever its spelling.
+  auto escaped = PrepareCompletion(R"({"mod\u0065l":"demo","messages":[{"role":"user","content":"hi"}],"seed":1})");
+  ASSERT_TRUE(escaped) << escaped.error().message;
+  EXPECT_EQ(*escaped->fields, R"("messages":[{"role":"user","content":"hi"}],"seed":1)");
+}
+
 TEST(GatewayRequest, AsksForUsageOnEveryStream) {
   auto plain = PrepareCompletion(R"({"model":"demo","stream":true,"messages":[{"role":"user","content":"hi"}]})");
   ASSERT_TRUE(plain);
