@@ -397,6 +397,7 @@ class Call final : public ClientCall {
     }
     const auto& head = parser_->get();
     status_ = static_cast<int>(head.result_int());
+    headers_.reserve(8);
     for (const auto& field : head) headers_.emplace_back(std::string(Sv(field.name_string())), std::string(Sv(field.value())));
     if (parser_->is_done()) Release();
     co_return Expected<void>{};

@@ -69,6 +69,7 @@ std::string Request::ContentType() const {
 
 Response::Response(int status_code, std::string response_body, std::string_view content_type)
     : status(status_code), body(std::move(response_body)) {
+  headers.reserve(8);  // the middleware adds its security and request-id headers to every response
   if (!content_type.empty()) headers.emplace_back("Content-Type", std::string(content_type));
 }
 
