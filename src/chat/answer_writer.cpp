@@ -1,5 +1,9 @@
 #include "chat/answer_writer.hpp"
 
+#include <algorithm>
+#include <iterator>
+#include <vector>
+
 #include <boost/asio/redirect_error.hpp>
 
 #include "core/log.hpp"
@@ -40,12 +44,21 @@ Task<void> AnswerWriter::Loop() {
       queued_.clear();
     }
     const auto started = std::chrono::steady_clock::now();
-    auto written = co_await messages_.FlushAssistants(batch);
-    // A failed batch is not retried: each answer's next Put (or its final write) carries it.
-    if (!written) log::Warn("cannot store growing answers", {{"answers", batch.size()}, {"error", written.error().message}});
-    {
+    // In slices, each its own transaction: a turn waiting to store its messages waits for
+    // one slice, not for every answer in flight, and only one slice's rows are copied
+    // into statement parameters at a time (bench/streams: peak memory).
+    for (std::size_t begin = 0; begin < batch.size(); begin += kSliceAnswers) {
+      const std::size_t end = std::min(batch.size(), begin + kSliceAnswers);
+      std::vector<std::string> ids;
+      ids.reserve(end - begin);
+      for (std::size_t i = begin; i < end; ++i) ids.push_back(batch[i].message_id);
+      std::vector<MessageService::AnswerState> slice(std::make_move_iterator(batch.begin() + begin),
+                                                     std::make_move_iterator(batch.begin() + end));
+      auto written = co_await messages_.FlushAssistants(std::move(slice));
+      // A failed slice is not retried: each answer's next Put (or its final write) carries it.
+      if (!written) log::Warn("cannot store growing answers", {{"answers", ids.size()}, {"error", written.error().message}});
       std::lock_guard lock(mutex_);
-      writing_.clear();
+      for (const std::string& id : ids) writing_.erase(id);
     }
     timer.expires_at(started + interval_);
     boost::system::error_code ec;

@@ -42,6 +42,8 @@ class AnswerWriter {
  private:
   Task<void> Loop();
 
+  static constexpr std::size_t kSliceAnswers = 200;  // answers per transaction
+
   MessageService& messages_;
   const std::chrono::milliseconds interval_;
   std::mutex mutex_;

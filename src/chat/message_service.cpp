@@ -198,17 +198,17 @@ Task<Expected<void>> MessageService::FlushAssistant(std::string_view user_id, st
   co_return Expected<void>{};
 }
 
-Task<Expected<void>> MessageService::FlushAssistants(const std::vector<AnswerState>& answers) {
+Task<Expected<void>> MessageService::FlushAssistants(std::vector<AnswerState> answers) {
   std::vector<store::MessagesRepository::ContentUpdate> updates;
   updates.reserve(answers.size());
-  for (const AnswerState& answer : answers) {
+  for (AnswerState& answer : answers) {
     const MessageProgress& progress = answer.progress;
     if (!CheckContent(progress.content) || !CheckStatus(progress.status) || !LooksLikeUuid(answer.message_id)) continue;
-    updates.push_back({answer.user_id, answer.message_id, progress});
+    updates.push_back({std::move(answer.user_id), std::move(answer.message_id), std::move(answer.progress)});
   }
   if (updates.empty()) co_return Expected<void>{};
   const std::string now = FormatRfc3339(clock_.Now());
-  co_return co_await store::MessagesRepository::UpdateContents(db_, updates, now);
+  co_return co_await store::MessagesRepository::UpdateContents(db_, std::move(updates), now);
 }
 
 Task<Expected<Page<Message>>> MessageService::GetPath(std::string_view user_id, std::string_view conversation_id,

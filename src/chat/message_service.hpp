@@ -99,7 +99,8 @@ class MessageService {
     std::string message_id;
     MessageProgress progress;
   };
-  Task<Expected<void>> FlushAssistants(const std::vector<AnswerState>& answers);
+  /// Takes the answers: their texts move into the statement, not copied.
+  Task<Expected<void>> FlushAssistants(std::vector<AnswerState> answers);
 
   /// The active branch, oldest first, paginated; siblings filled in when asked for. A
   /// conversation without messages has an empty branch.

@@ -172,21 +172,27 @@ Task<Expected<bool>> MessagesRepository::Insert(std::string_view user_id, const 
 
 namespace {
 
-Params UpdateContentParams(std::string_view user_id, std::string_view message_id, const MessageProgress& p,
+Params UpdateContentParams(std::string_view user_id, std::string_view message_id, MessageProgress&& p,
                            std::string_view now) {
-  return Params{std::string(message_id),     std::string(user_id), p.content, p.status, p.prompt_tokens,
-                p.completion_tokens,         NullableText(p.finish_reason),  NullableText(p.error),
+  return Params{std::string(message_id),
+                std::string(user_id),
+                std::move(p.content),
+                std::move(p.status),
+                p.prompt_tokens,
+                p.completion_tokens,
+                NullableText(p.finish_reason),
+                NullableText(p.error),
                 std::string(now)};
 }
 
 }  // namespace
 
-Task<Expected<void>> MessagesRepository::UpdateContents(Database& database, const std::vector<ContentUpdate>& updates,
+Task<Expected<void>> MessagesRepository::UpdateContents(Database& database, std::vector<ContentUpdate> updates,
                                                         std::string_view now) {
   std::vector<Params> rows;
   rows.reserve(updates.size());
-  for (const ContentUpdate& update : updates) {
-    rows.push_back(UpdateContentParams(update.user_id, update.message_id, update.progress, now));
+  for (ContentUpdate& update : updates) {
+    rows.push_back(UpdateContentParams(update.user_id, update.message_id, std::move(update.progress), now));
   }
   auto updated = co_await database.ExecuteBatch(kUpdateContent, std::move(rows));
   if (!updated) co_return Unexpected{std::move(updated).error()};
@@ -195,7 +201,7 @@ Task<Expected<void>> MessagesRepository::UpdateContents(Database& database, cons
 
 Task<Expected<bool>> MessagesRepository::UpdateContent(std::string_view user_id, std::string_view message_id,
                                                        const MessageProgress& p, std::string_view now) {
-  Params params = UpdateContentParams(user_id, message_id, p, now);
+  Params params = UpdateContentParams(user_id, message_id, MessageProgress(p), now);
   auto updated = co_await db_.Execute(kUpdateContent, std::move(params));
   if (!updated) co_return Unexpected{std::move(updated).error()};
   co_return updated->affected_rows > 0;

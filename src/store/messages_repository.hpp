@@ -85,7 +85,9 @@ class MessagesRepository {
     std::string message_id;
     MessageProgress progress;
   };
-  static Task<Expected<void>> UpdateContents(Database& database, const std::vector<ContentUpdate>& updates,
+  /// Takes the updates: their texts move into the statement's parameters, not copied
+  /// (a batch can hold thousands of growing answers).
+  static Task<Expected<void>> UpdateContents(Database& database, std::vector<ContentUpdate> updates,
                                              std::string_view now);
 
   /// The conversation's current leaf: nullopt when there is no such conversation of this
