@@ -1,8 +1,8 @@
 // Growing answers, written in batches. A generation hands over its answer as it is now
-// (Put) about once a second; one coroutine writes all that are due in one transaction,
-// then sleeps for the interval. With thousands of answers streaming, that is one commit a
-// second instead of thousands (SQLite has one writer; PostgreSQL one round trip per
-// commit saved), and the relay never waits for the database.
+// (Put) about once a second; one coroutine writes all that are due, in transactions of up
+// to kSliceAnswers, then sleeps for the interval. With thousands of answers streaming,
+// that is a few commits a second instead of thousands (SQLite has one writer; PostgreSQL
+// one round trip per commit saved), and the relay never waits for the database.
 //
 // The final state of an answer is written directly by its generation, after Settle(): a
 // queued or in-flight batch must not land after it and put "streaming" back.
