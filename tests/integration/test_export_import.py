@@ -12,6 +12,8 @@ The tests share `accounts_server` and create their own users.
 
 import json
 import re
+import socket
+import time
 import uuid
 
 from accounts_client import (assert_error_json, assert_invalid, assert_not_found, assert_unauthenticated,
@@ -282,6 +284,40 @@ def test_import_takes_bodies_larger_than_the_default_limit(api):
     assert r.status == 201, r
     doc = export_json(api, user, r.json()["id"])
     assert [len(m["content"]) for m in doc["messages"]] == [len(big), len(big)]
+
+
+def test_a_large_export_read_slowly_arrives_whole(api):
+    """More than the socket takes at once: chatd sends what fits with one send and the rest
+    as the client makes room (its write timeout is far off)."""
+    user = api.new_user()
+    big = "y" * (1024 * 1024)
+    document = {"conversation": {"title": "slow reader"}, "messages": [
+        {"id": "a", "role": "user", "content": big},
+        {"id": "b", "parent_id": "a", "role": "assistant", "content": big},
+    ]}
+    r = import_(api, user, document, timeout=60)
+    assert r.status == 201, r
+    cid = r.json()["id"]
+    expected = export(api, user, cid).body
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: the server's send fills up
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", api.port))
+    try:
+        sock.sendall((f"GET /api/v1/conversations/{cid}/export HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      f"Authorization: Bearer {user.access}\r\nConnection: close\r\n\r\n").encode())
+        time.sleep(0.5)  # chatd has sent what fits and waits for room
+        received = bytearray()
+        while chunk := sock.recv(16384):
+            received += chunk
+            if len(received) < 256 * 1024:
+                time.sleep(0.001)  # slowly at first
+    finally:
+        sock.close()
+    head, _, body = bytes(received).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head[:200]
+    assert f"content-length: {len(expected)}".encode() in head.lower(), head
+    assert body == expected
 
 
 def good_document() -> dict:
