@@ -153,6 +153,8 @@ Expected<AppConfig> LoadConfig(const EnvSource& env) {
 
   auto& client = config.llm_client;
   client.connect_timeout = read.Duration("LLM_CONNECT_TIMEOUT", std::chrono::seconds(10));
+  client.max_idle_per_origin =
+      static_cast<std::size_t>(read.Integer("LLM_MAX_IDLE_CONNECTIONS", 128, 0, 100'000));
   client.first_byte_timeout = chat.first_byte_timeout;
   client.idle_timeout = chat.idle_timeout;
   client.extra_ca_file = read.String("LLM_CA_FILE", "");
@@ -305,6 +307,7 @@ std::string DescribeConfig(const AppConfig& config) {
   line("DEMO_TOKEN_INTERVAL", fmt::format("{}ms", config.demo.token_interval.count()));
   line("MODELS_FILE", config.models_file);
   line("LLM_CONNECT_TIMEOUT", fmt::format("{}ms", config.llm_client.connect_timeout.count()));
+  line("LLM_MAX_IDLE_CONNECTIONS", std::to_string(config.llm_client.max_idle_per_origin));
   line("LLM_FIRST_BYTE_TIMEOUT", fmt::format("{}ms", config.chat.first_byte_timeout.count()));
   line("LLM_IDLE_TIMEOUT", fmt::format("{}ms", config.chat.idle_timeout.count()));
   line("LLM_CA_FILE", config.llm_client.extra_ca_file);
