@@ -92,12 +92,6 @@ void Generation::EventAt(std::uint64_t id, TurnEvent& event) const {
   event.content.assign(content_, begin, delta_ends_[delta] - begin);
 }
 
-std::vector<TurnEvent> Generation::EventsAfter(std::uint64_t after, bool& ended) const {
-  std::vector<TurnEvent> events;
-  events.resize(EventsAfter(after, events, ended));
-  return events;
-}
-
 std::size_t Generation::EventsAfter(std::uint64_t after, std::vector<TurnEvent>& events, bool& ended) const {
   std::lock_guard lock(mutex_);
   const std::uint64_t count = 1 + delta_ends_.size() + (ended_ ? 1 : 0);

@@ -85,12 +85,10 @@ class Generation : public std::enable_shared_from_this<Generation> {
   std::size_t content_size() const;
 
   // ---- Anyone, any thread ----
-  /// Events after `after` (an event id; 0 for all), in order. `ended` tells whether the
-  /// last of them is the final event.
-  std::vector<TurnEvent> EventsAfter(std::uint64_t after, bool& ended) const;
-  /// The same into `events`, whose elements (and their strings' buffers) are reused, so a
-  /// follower allocates nothing per event: the number of events written, from the front
-  /// (elements past it are left as they were).
+  /// Events after `after` (an event id; 0 for all), in order, written into the front of
+  /// `events`, whose elements (and their strings' buffers) are reused, so a follower
+  /// allocates nothing per event; elements past them are left as they were. Returns how
+  /// many; `ended` tells whether the last of them is the final event.
   std::size_t EventsAfter(std::uint64_t after, std::vector<TurnEvent>& events, bool& ended) const;
   bool ended() const;
   /// Asks the generation to stop: runs the OnCancel action on the generation's executor.
