@@ -601,7 +601,7 @@ Expected<PreparedCompletion> PrepareCompletion(std::string_view body) {
   if (!ForEachMember(body, add)) {  // a key written with escapes: the DOM's members, re-serialised
     fields.clear();
     wrote_stream_options = false;
-    for (auto [key, member] : root) add(key, key == "model" ? std::string() : simdjson::to_string(member));
+    for (auto [key, member] : root) add(key, simdjson::to_string(member));
   }
   if (prepared.stream && !wrote_stream_options) AppendMember(fields, "stream_options", R"({"include_usage":true})");
   prepared.fields = std::make_shared<const std::string>(std::move(fields));

@@ -19,6 +19,8 @@
 #include <boost/beast/ssl.hpp>
 #include <fmt/format.h>
 
+#include "http/send_now.hpp"
+
 namespace chatd::http {
 
 namespace beast = boost::beast;
@@ -338,14 +340,10 @@ class Call final : public ClientCall {
     head += "\r\n";
     const std::array<asio::const_buffer, 2> buffers{
         asio::buffer(head), request.stream_body ? asio::const_buffer() : asio::buffer(request.body)};
-    // What the socket takes at once goes out with one send, without an asynchronous
-    // operation and its timer (as the server writes; TLS goes through its stream).
+    // What the socket takes at once goes out with one send (as the server writes; TLS
+    // goes through its stream).
     error_code ec;
-    std::size_t sent = 0;
-    if (connection_->plain) {
-      sent = connection_->plain->socket().write_some(buffers, ec);
-      if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
-    }
+    const std::size_t sent = connection_->plain ? SendNow(connection_->plain->socket(), buffers, ec) : 0;
     if (!ec && sent < asio::buffer_size(buffers)) {
       beast::buffers_suffix<std::array<asio::const_buffer, 2>> rest(buffers);
       rest.consume(sent);

@@ -25,6 +25,7 @@
 
 #include "core/ids.hpp"
 #include "core/log.hpp"
+#include "http/send_now.hpp"
 #include "http/websocket_session.hpp"
 
 namespace chatd::http {
@@ -258,19 +259,9 @@ std::string ResponseHead(const Response& response, unsigned version, bool keep_a
   return head;
 }
 
-// The first step of every write: what the socket takes at once goes out with one
-// non-blocking send, without an asynchronous operation, a timer or a trip through the
-// scheduler — most of what a small write cost (a streamed answer writes once per token);
-// nginx writes the same way. Returns the bytes sent; a full socket is not an error: the
-// caller sends the rest with SendRest. Connection sockets are non-blocking (Serve).
-template <typename Buffers>
-std::size_t SendNow(beast::tcp_stream& stream, const Buffers& buffers, error_code& ec) {
-  const std::size_t sent = stream.socket().write_some(buffers, ec);
-  if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
-  return sent;
-}
-
-// What SendNow could not send, asynchronously: waits for room in the socket, under `timeout`.
+// Every write starts with SendNow (http/send_now.hpp) on the connection's socket, which
+// Serve puts in non-blocking mode. SendRest sends what it could not, asynchronously:
+// waits for room in the socket, under `timeout`.
 template <typename Buffers>
 Task<error_code> SendRest(beast::tcp_stream& stream, const Buffers& buffers, std::size_t sent,
                           std::chrono::milliseconds timeout) {
@@ -290,7 +281,7 @@ Task<error_code> WriteResponse(beast::tcp_stream& stream, const Response& respon
   const std::array<asio::const_buffer, 2> buffers{
       asio::buffer(head), head_only ? asio::const_buffer() : asio::buffer(response.body)};
   error_code ec;
-  const std::size_t sent = SendNow(stream, buffers, ec);
+  const std::size_t sent = SendNow(stream.socket(), buffers, ec);
   if (!ec && sent < asio::buffer_size(buffers)) ec = co_await SendRest(stream, buffers, sent, timeout);
   co_return ec;
 }
@@ -312,7 +303,7 @@ class Server::Impl::StreamWriter final : public ResponseStream {
         ResponseHead(head, request_.version, !impl_.draining.load(std::memory_order_relaxed), std::nullopt);
     const asio::const_buffer buffer = asio::buffer(out);
     error_code ec;
-    const std::size_t sent = SendNow(stream_, buffer, ec);
+    const std::size_t sent = SendNow(stream_.socket(), buffer, ec);
     if (!ec && sent < buffer.size()) ec = co_await SendRest(stream_, buffer, sent, impl_.config.write_timeout);
     failed_ = static_cast<bool>(ec);
     co_return !failed_;
@@ -332,7 +323,7 @@ class Server::Impl::StreamWriter final : public ResponseStream {
                                                   asio::buffer(data.data(), data.size()),
                                                   asio::buffer(kCrlf.data(), kCrlf.size())};
     error_code ec;
-    const std::size_t sent = SendNow(stream_, chunk, ec);
+    const std::size_t sent = SendNow(stream_.socket(), chunk, ec);
     if (!ec && sent < asio::buffer_size(chunk)) ec = co_await SendRest(stream_, chunk, sent, impl_.config.write_timeout);
     failed_ = static_cast<bool>(ec);
     bytes_ += data.size();
@@ -345,7 +336,7 @@ class Server::Impl::StreamWriter final : public ResponseStream {
     static constexpr std::string_view kLastChunk = "0\r\n\r\n";
     const asio::const_buffer buffer(kLastChunk.data(), kLastChunk.size());
     error_code ec;
-    const std::size_t sent = SendNow(stream_, buffer, ec);
+    const std::size_t sent = SendNow(stream_.socket(), buffer, ec);
     if (!ec && sent < buffer.size()) ec = co_await SendRest(stream_, buffer, sent, impl_.config.write_timeout);
     co_return !ec;
   }

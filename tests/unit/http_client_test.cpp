@@ -259,6 +259,15 @@ class TestServer {
       while (co_await connection.Write(Chunk("."))) co_await Sleep(milliseconds(100));
       co_return false;
     }
+    if (path == "/trickle-then-stall") {  // five chunks 100 ms apart, then silence
+      co_await connection.Write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+      for (int i = 0; i < 5; ++i) {
+        co_await Sleep(milliseconds(100));
+        if (!co_await connection.Write(Chunk("."))) co_return false;
+      }
+      co_await connection.ReadUntil("\r\n\r\n");
+      co_return false;
+    }
     if (path == "/big") {
       co_return co_await connection.Write("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + std::string(100000, 'x'));
     }
@@ -532,6 +541,19 @@ TEST(HttpClient, TimesOutWaitingForTheHeadForDataAndOverall) {
   const auto took = steady_clock::now() - started;
   EXPECT_GE(took, milliseconds(450));
   EXPECT_LT(took, milliseconds(1500));
+}
+
+// The body's idle timeout is kept by one watchdog timer that data moves along: it fires
+// early while chunks keep coming (and must sleep again), then for real once they stop.
+TEST(HttpClient, TheIdleTimeoutRestartsWithEachPieceAndFiresWhenTheyStop) {
+  TestServer server;
+  auto client = MakeClient(ClientConfig{.idle_timeout = milliseconds(250)});
+  const auto started = steady_clock::now();
+  const std::string got = RunTask(Fetch(*client, Get(server.Url("/trickle-then-stall"))));
+  const auto took = steady_clock::now() - started;
+  EXPECT_EQ(got.rfind("error upstream_timeout: no data from", 0), 0u) << got;
+  EXPECT_GE(took, milliseconds(500 + 250));  // the five pieces, then the idle timeout
+  EXPECT_LT(took, milliseconds(2000));
 }
 
 TEST(HttpClient, ACallersDeadlineBoundsARead) {
