@@ -92,7 +92,7 @@ Task<Expected<gateway::Caller>> GatewayApi::Authenticate(const http::Request& re
     auto refusal = co_await guard_.Limit(bucket, guard_.limits().api, headers);
     if (refusal) co_return MakeError(ErrorCode::kRateLimited, "too many requests; slow down");
   }
-  co_return gateway::Caller{.user_id = principal->user_id, .api_key_id = principal->api_key_id};
+  co_return gateway::Caller{.user_id = std::move(principal->user_id), .api_key_id = std::move(principal->api_key_id)};
 }
 
 Task<http::Response> GatewayApi::ChatCompletions(http::Request& request) {

@@ -269,7 +269,7 @@ Task<Expected<Ticket>> KeyLimiter::Admit(const Caller& caller, const std::string
   ticket.reserved_tokens = std::max<std::int64_t>(0, estimated_tokens);
   if (caller.api_key_id.empty()) co_return ticket;  // a session: no key, no key limits
 
-  const std::string key_id = caller.api_key_id;
+  const std::string& key_id = ticket.caller.api_key_id;  // the ticket's copy lives through the awaits
   Task<Expected<std::shared_ptr<const KeyLimits>>> lookup = impl.lookup(key_id);
   auto found = co_await std::move(lookup);
   if (!found) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <iterator>
 #include <stdexcept>
+#include <utility>
 
 #include <boost/asio/redirect_error.hpp>
 
@@ -20,13 +21,13 @@ constexpr int kMaxHardFailures = 3;
 
 }  // namespace
 
-store::UsageEventRecord ToRecord(const UsageEvent& event) {
+store::UsageEventRecord ToRecord(UsageEvent event) {
   store::UsageEventRecord record;
   record.id = NewUuidV7();
-  record.user_id = event.user_id;
-  record.api_key_id = event.api_key_id;
-  record.model = event.model;
-  record.provider = event.provider;
+  record.user_id = std::move(event.user_id);
+  record.api_key_id = std::move(event.api_key_id);
+  record.model = std::move(event.model);
+  record.provider = std::move(event.provider);
   record.prompt_tokens = std::max<std::int64_t>(0, event.usage.prompt_tokens);
   record.completion_tokens = std::max<std::int64_t>(0, event.usage.completion_tokens);
   record.cached_tokens = std::max<std::int64_t>(0, event.usage.cached_tokens);
@@ -77,7 +78,7 @@ void UsageRecorder::Start() {
 }
 
 void UsageRecorder::Record(UsageEvent event) {
-  store::UsageEventRecord record = ToRecord(event);
+  store::UsageEventRecord record = ToRecord(std::move(event));
   bool kept = false;
   bool wake = false;
   {

@@ -50,7 +50,7 @@ struct UsageRecorderConfig {
 };
 
 /// The row stored for an event (exposed for tests).
-store::UsageEventRecord ToRecord(const UsageEvent& event);
+store::UsageEventRecord ToRecord(UsageEvent event);
 
 class UsageRecorder final : public UsageSink {
  public:

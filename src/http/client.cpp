@@ -135,6 +135,12 @@ struct Connection {
   }
 };
 
+// A connection idle for less than this is taken without asking the kernel whether the
+// peer closed it (a poll() per request): servers close idle connections after seconds,
+// and one that did meanwhile fails before any response byte, which Send() retries on a
+// new connection.
+constexpr milliseconds kTrustIdleFor{1000};
+
 // The idle connections of one io_context, an Asio service of it: created on first use,
 // destroyed with the context, touched only by the context's one thread.
 class Pool final : public asio::execution_context::service {
@@ -150,7 +156,8 @@ class Pool final : public asio::execution_context::service {
     while (!list.empty()) {
       std::unique_ptr<Connection> connection = std::move(list.back());  // the most recent: least likely closed
       list.pop_back();
-      if (now - connection->idle_since < expiry && connection->StillOpen()) {
+      const auto idle = now - connection->idle_since;
+      if (idle < expiry && (idle < kTrustIdleFor || connection->StillOpen())) {
         connection->reused = true;
         return connection;
       }
@@ -290,6 +297,7 @@ class Call final : public ClientCall {
         origin_(std::move(origin)),
         head_request_(request.method == Method::kHead),
         stream_body_(request.stream_body),
+        read_size_(request.read_size),
         first_byte_timeout_(request.first_byte_timeout.value_or(client.config.first_byte_timeout)),
         idle_timeout_(request.idle_timeout.value_or(client.config.idle_timeout)),
         total_timeout_(request.total_timeout.value_or(client.config.total_timeout)),
@@ -379,6 +387,9 @@ class Call final : public ClientCall {
     parser_->header_limit(static_cast<std::uint32_t>(client_.config.max_header_size));
     parser_->body_limit(std::numeric_limits<std::uint64_t>::max());  // ReadAll and callers bound it
     parser_->skip(head_request_);
+    // Beast reads as much as the buffer's capacity (at least 512 bytes): a connection kept
+    // small for streams would take a whole answer in two reads.
+    if (connection_->buffer.capacity() < read_size_) connection_->buffer.reserve(read_size_);
     Arm(After(Clock::now(), first_byte_timeout_));
     co_await bhttp::async_read_header(*connection_, connection_->buffer, *parser_,
                                       asio::redirect_error(kUseAwaitable, ec));
@@ -393,21 +404,17 @@ class Call final : public ClientCall {
       co_return Fail(ec, "reading the response head from", "no response head from",
                      first_byte_timeout_);
     }
-    const auto& head = parser_->get();
-    status_ = static_cast<int>(head.result_int());
-    headers_.reserve(8);
-    for (const auto& field : head) headers_.emplace_back(std::string(Sv(field.name_string())), std::string(Sv(field.value())));
+    status_ = static_cast<int>(parser_->get().result_int());
     if (parser_->is_done()) Release();
     co_return Expected<void>{};
   }
 
   int status() const override { return status_; }
-  const Headers& headers() const override { return headers_; }
+  // From the parser's own fields, which live as long as the call: no copy per header.
   std::string_view Header(std::string_view name) const override {
-    for (const auto& [key, value] : headers_) {
-      if (EqualsIgnoreCase(key, name)) return value;
-    }
-    return {};
+    const auto& head = parser_->get();
+    const auto found = head.find(beast::string_view(name.data(), name.size()));
+    return found == head.end() ? std::string_view() : Sv(found->value());
   }
 
   Task<Expected<std::optional<std::string_view>>> ReadSome(TimePoint not_after) override {
@@ -560,13 +567,13 @@ class Call final : public ClientCall {
   std::string origin_;
   bool head_request_;
   bool stream_body_;
+  std::size_t read_size_;
   milliseconds first_byte_timeout_;
   milliseconds idle_timeout_;
   milliseconds total_timeout_;
   Clock::time_point total_deadline_;
   std::optional<bhttp::response_parser<bhttp::buffer_body>> parser_;
   int status_ = 0;
-  Headers headers_;
   std::array<char, kPieceSize> piece_;
   std::shared_ptr<ReadWatch> watch_;  // from the first body read on
   bool done_ = false;

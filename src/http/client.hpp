@@ -18,9 +18,10 @@
 // context), keyed by client and origin, so the hot path takes no lock: a connection
 // belongs to the I/O thread that opened it. A connection goes back to the pool only once
 // its response was read to the end; at most `max_idle_per_origin` wait there, each for at
-// most `idle_expiry`, and one the peer closed meanwhile is dropped at checkout. A request
-// that fails on a reused connection before any response byte arrived is retried once on a
-// new one (the server closed the idle connection as we wrote; nothing was processed).
+// most `idle_expiry`, and one idle for a second or more that the peer closed meanwhile is
+// dropped at checkout. A request that fails on a reused connection before any response
+// byte arrived is retried once on a new one (the server closed the idle connection as we
+// wrote; nothing was processed).
 //
 // Destinations: after DNS resolution (asynchronous), addresses in link-local ranges and
 // the cloud metadata endpoints are refused unless AddressPolicy allows them, so a
@@ -103,6 +104,10 @@ struct ClientRequest {
   std::string body;
   /// True: `body` is ignored and the body is written with ClientCall::WriteBody (chunked).
   bool stream_body = false;
+  /// What the connection reads at once, at least (the default: 512 bytes, kept small for
+  /// the many long-lived streams): the expected size of a whole response, so that it
+  /// arrives in one read. The pooled connection keeps the larger buffer.
+  std::size_t read_size = 0;
   std::optional<std::chrono::milliseconds> connect_timeout;
   std::optional<std::chrono::milliseconds> first_byte_timeout;
   std::optional<std::chrono::milliseconds> idle_timeout;
@@ -129,7 +134,6 @@ class ClientCall {
 
   /// The response head; valid after ReadHead() succeeded.
   virtual int status() const = 0;
-  virtual const Headers& headers() const = 0;
   /// The first header with this name (case-insensitive); "" when absent.
   virtual std::string_view Header(std::string_view name) const = 0;
 

@@ -15,6 +15,8 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 constexpr std::size_t kMaxErrorBody = 64 * 1024;
+// A non-streamed completion's head and body usually fit: one read instead of two.
+constexpr std::size_t kWholeAnswerRead = 4 * 1024;
 constexpr std::size_t kMaxModelsBody = 4 * 1024 * 1024;
 constexpr milliseconds kListTimeout{15'000};  // GET /models, at startup: keep the start bounded
 constexpr std::size_t kMaxEmbeddingsBody = 128 * 1024 * 1024;
@@ -359,7 +361,11 @@ Task<Expected<std::unique_ptr<ChatStream>>> OpenAiProvider::StreamChat(const Cha
 
 Task<Expected<std::unique_ptr<CompletionResponse>>> OpenAiProvider::Complete(const CompletionRequest& request) {
   http::ClientRequest post = Request(http::Method::kPost, "/chat/completions");
-  if (request.stream) post.headers.emplace_back("Accept", "text/event-stream");
+  if (request.stream) {
+    post.headers.emplace_back("Accept", "text/event-stream");
+  } else {
+    post.read_size = kWholeAnswerRead;
+  }
   std::string body;
   const std::string_view fields = request.fields ? std::string_view(*request.fields) : std::string_view();
   body.reserve(fields.size() + request.model.size() + 16);

@@ -277,7 +277,9 @@ class SqliteConnection {
             } else if constexpr (std::is_same_v<T, double>) {
               return sqlite3_bind_double(stmt, index, value);
             } else {
-              return sqlite3_bind_text64(stmt, index, value.data(), value.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+              // Not copied (SQLITE_STATIC): `params` outlives the statement's run, and Run's
+              // Reset clears the bindings before it returns.
+              return sqlite3_bind_text64(stmt, index, value.data(), value.size(), SQLITE_STATIC, SQLITE_UTF8);
             }
           },
           params[param]);

@@ -136,6 +136,9 @@ TEST(ValidationTest, ParsesRfc3339) {
   EXPECT_EQ(FormatRfc3339(*ParseRfc3339("2026-01-02T03:04:05.678Z")), "2026-01-02T03:04:05.678Z");
   EXPECT_EQ(FormatRfc3339(*ParseRfc3339("2026-01-02T05:04:05.5+02:00")), "2026-01-02T03:04:05.500Z");
   EXPECT_EQ(FormatRfc3339(*ParseRfc3339("2026-01-01t23:04:05-04:00")), "2026-01-02T03:04:05.000Z");
+  EXPECT_EQ(FormatRfc3339(*ParseRfc3339("2024-02-29T23:59:59.999Z")), "2024-02-29T23:59:59.999Z");
+  EXPECT_EQ(FormatRfc3339(SystemTime{}), "1970-01-01T00:00:00.000Z");
+  EXPECT_EQ(FormatRfc3339(SystemTime{} - std::chrono::milliseconds(1)), "1969-12-31T23:59:59.999Z");
   for (const char* bad :
        {"", "2026-01-02", "2026-01-02 03:04:05Z", "2026-13-02T03:04:05Z", "2026-02-30T03:04:05Z", "2026-01-02T03:04:05",
         "2026-01-02T03:04:05+0200", "2026-01-02T03:04:05.Z", "2026-01-02T03:04:05Zjunk", "tomorrow"}) {
