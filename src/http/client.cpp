@@ -412,6 +412,7 @@ class Call final : public ClientCall {
   int status() const override { return status_; }
   // From the parser's own fields, which live as long as the call: no copy per header.
   std::string_view Header(std::string_view name) const override {
+    if (!parser_) return {};
     const auto& head = parser_->get();
     const auto found = head.find(beast::string_view(name.data(), name.size()));
     return found == head.end() ? std::string_view() : Sv(found->value());

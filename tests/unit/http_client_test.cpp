@@ -233,6 +233,10 @@ class TestServer {
       co_return co_await connection.Write("HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(request.body.size()) +
                                           "\r\n\r\n" + request.body);
     }
+    if (path == "/hello-then-close") {  // keep-alive by its head, then closed at once
+      co_await connection.Write("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+      co_return false;
+    }
     if (path == "/close") {
       co_await connection.Write("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok");
       co_return false;
@@ -422,6 +426,24 @@ TEST(HttpClient, DoesNotReuseConnectionsTheServerClosesOrWhenThePoolIsOff) {
     co_return 0;
   }());
   EXPECT_EQ(other.accepted(), 3);
+}
+
+TEST(HttpClient, RetriesOnANewConnectionWhenAFreshlyPooledOneWasClosed) {
+  // Taken again within a second, the pooled connection is not checked with poll(): the
+  // request goes out on it, meets the close before any response byte, and is sent again
+  // on a new connection.
+  TestServer server;
+  auto client = MakeClient();
+  RunTask([&]() -> Task<int> {
+    const ClientRequest closing = Get(server.Url("/hello-then-close"));
+    const ClientRequest hello = Get(server.Url("/hello"));
+    EXPECT_EQ(co_await Fetch(*client, closing), "200 hello");
+    co_await Sleep(milliseconds(20));  // the server's close has arrived
+    EXPECT_EQ(co_await Fetch(*client, hello), "200 hello");
+    co_return 0;
+  }());
+  EXPECT_EQ(server.accepted(), 2);
+  EXPECT_EQ(server.requests().size(), 2u);  // the retried request was never processed twice
 }
 
 TEST(HttpClient, KeepsAtMostMaxIdleConnectionsPerOrigin) {
