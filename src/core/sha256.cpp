@@ -1,6 +1,5 @@
 #include "core/sha256.hpp"
 
-#include <memory>
 #include <new>
 #include <stdexcept>
 
@@ -42,6 +41,9 @@ Sha256::Digest Sha256::Finish() {
   if (EVP_DigestFinal_ex(context_, digest.data(), &size) != 1 || size != kDigestSize) {
     throw std::runtime_error("SHA-256: EVP_DigestFinal_ex failed");
   }
+  if (EVP_DigestInit_ex(context_, Sha256Method(), nullptr) != 1) {
+    throw std::runtime_error("SHA-256: EVP_DigestInit_ex failed");
+  }
   return digest;
 }
 
@@ -57,17 +59,10 @@ std::string HexEncode(std::string_view bytes) {
 }
 
 std::string Sha256Hex(std::string_view text) {
-  // One context per thread, initialised again for each digest: a new one per call cost
-  // two allocations and a provider lookup on every API-key check.
-  thread_local const std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> context(EVP_MD_CTX_new(),
-                                                                                     &EVP_MD_CTX_free);
-  Sha256::Digest digest{};
-  unsigned int size = 0;
-  if (context == nullptr || EVP_DigestInit_ex(context.get(), Sha256Method(), nullptr) != 1 ||
-      EVP_DigestUpdate(context.get(), text.data(), text.size()) != 1 ||
-      EVP_DigestFinal_ex(context.get(), digest.data(), &size) != 1 || size != Sha256::kDigestSize) {
-    throw std::runtime_error("SHA-256 failed");
-  }
+  // One hasher per thread, reused: a new one per call cost two allocations on every
+  // API-key check.
+  thread_local Sha256 hasher;
+  const Sha256::Digest digest = hasher.Update(text).Finish();
   return HexEncode(std::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
 }
 

@@ -23,7 +23,8 @@ class Sha256 {
   Sha256& operator=(const Sha256&) = delete;
 
   Sha256& Update(std::string_view bytes);
-  /// The digest of everything fed so far; call once (the hasher is spent afterwards).
+  /// The digest of everything fed so far; the hasher then starts over, ready for the next
+  /// input (one can be kept and reused: no allocation per digest).
   Digest Finish();
 
  private:

@@ -8,6 +8,7 @@
 #include "accounts/passwords.hpp"
 #include "accounts/tokens.hpp"
 #include "accounts/validation.hpp"
+#include "core/sha256.hpp"
 
 namespace chatd::accounts {
 namespace {
@@ -98,6 +99,14 @@ TEST(TokensTest, RandomTokensAndApiKeys) {
   EXPECT_TRUE(LooksLikeApiKey(key));
   EXPECT_EQ(key.rfind("sk-chatd-", 0), 0u);
   EXPECT_EQ(Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  // The thread's hasher is reused: each digest starts from nothing.
+  EXPECT_EQ(Sha256Hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  Sha256 hasher;
+  hasher.Update("a").Update("bc").Finish();
+  const Sha256::Digest again = hasher.Update("abc").Finish();
+  EXPECT_EQ(HexEncode(std::string_view(reinterpret_cast<const char*>(again.data()), again.size())),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
 TEST(ValidationTest, NormalizesEmails) {
