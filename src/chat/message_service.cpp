@@ -56,6 +56,16 @@ Expected<void> CheckNewMessage(const NewMessage& request) {
   return {};
 }
 
+// Why an insert under `conversation_id` changed nothing: either the conversation is not
+// the caller's, or the parent is not in it.
+Task<Expected<void>> NotInserted(store::MessagesRepository& repo, std::string_view user_id,
+                                 std::string_view conversation_id) {
+  auto leaf = co_await repo.CurrentLeaf(user_id, conversation_id);
+  if (!leaf) co_return Unexpected{std::move(leaf).error()};
+  if (!leaf->has_value()) co_return ConversationNotFound();
+  co_return MessageNotFound("parent_id");
+}
+
 // Inserts `messages` in order (null entries skipped), each under its parent, and makes the
 // last one the current leaf; the caller's transaction commits.
 Task<Expected<void>> InsertAsLeaf(store::MessagesRepository& repo, std::string_view user_id,
@@ -65,13 +75,7 @@ Task<Expected<void>> InsertAsLeaf(store::MessagesRepository& repo, std::string_v
     if (message == nullptr) continue;
     auto inserted = co_await repo.Insert(user_id, *message);
     if (!inserted) co_return Unexpected{std::move(inserted).error()};
-    if (!*inserted) {
-      // Either the conversation is not the caller's, or the parent is not in it.
-      auto leaf = co_await repo.CurrentLeaf(user_id, conversation_id);
-      if (!leaf) co_return Unexpected{std::move(leaf).error()};
-      if (!leaf->has_value()) co_return ConversationNotFound();
-      co_return MessageNotFound("parent_id");
-    }
+    if (!*inserted) co_return co_await NotInserted(repo, user_id, conversation_id);
     last = message;
   }
   if (last == nullptr) co_return Expected<void>{};
@@ -160,15 +164,14 @@ Task<Expected<void>> MessageService::StartTurn(std::string_view user_id, std::st
   if (question) {
     if (auto ok = CheckContent(question->content); !ok) co_return ok;
   }
-  auto transaction = co_await db_.Begin();
-  if (!transaction) co_return Unexpected{std::move(transaction).error()};
-  store::MessagesRepository repo(**transaction);
   // A named array, not a braced list in the call: g++ 12 and temporaries beside co_await.
   const std::array<const Message*, 2> added{question ? &*question : nullptr, &answer};
-  auto stored = co_await InsertAsLeaf(repo, user_id, conversation_id, added);
+  auto stored = co_await store::MessagesRepository::InsertAsLeaf(db_, user_id, conversation_id, added);
   if (!stored) co_return Unexpected{std::move(stored).error()};
-  auto committed = co_await (*transaction)->Commit();
-  if (!committed) co_return Unexpected{std::move(committed).error()};
+  if (!*stored) {
+    store::MessagesRepository repo(db_);
+    co_return co_await NotInserted(repo, user_id, conversation_id);
+  }
   co_return Expected<void>{};
 }
 

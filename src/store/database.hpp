@@ -73,6 +73,13 @@ struct PoolStats {
   std::size_t checked_out = 0;  // connections in use right now
 };
 
+/// One statement of Database::ExecuteAll.
+struct Statement {
+  std::string_view sql;  // a constant of store/: it outlives the call
+  Params params;
+  bool must_change = false;  // changing no row rolls the whole transaction back
+};
+
 class Database : public Executor {
  public:
   virtual Dialect dialect() const = 0;
@@ -83,6 +90,11 @@ class Database : public Executor {
   /// runs the whole batch in one hop to its writer thread; the default runs it through
   /// Begin().
   virtual Task<Expected<std::vector<std::int64_t>>> ExecuteBatch(std::string_view sql, std::vector<Params> rows);
+  /// Runs `statements` in order in one transaction: true once committed; false, and
+  /// nothing written, when one marked `must_change` changed no row. SQLite runs them all
+  /// in one hop to its writer thread, so a busy I/O thread does not hold the writer
+  /// between statements; the default runs them through Begin().
+  virtual Task<Expected<bool>> ExecuteAll(std::vector<Statement> statements);
   /// A cheap round trip to the server; bounded by a short timeout. Used by /health.
   virtual Task<Expected<void>> Ping() = 0;
   /// Applies the embedded migrations that are not yet recorded in schema_migrations.

@@ -149,7 +149,9 @@ MessageRecord ReadMessage(const Result& rows, std::size_t i) {
 
 }  // namespace
 
-Task<Expected<bool>> MessagesRepository::Insert(std::string_view user_id, const MessageRecord& m) {
+namespace {
+
+Statement InsertStatement(std::string_view user_id, const MessageRecord& m) {
   Params params{m.id,
                 m.conversation_id,
                 m.parent_id.value_or(""),
@@ -164,10 +166,39 @@ Task<Expected<bool>> MessagesRepository::Insert(std::string_view user_id, const 
                 m.created_at,
                 m.updated_at,
                 std::string(user_id)};
-  const std::string_view sql = m.parent_id ? kInsertChild : kInsertRoot;
-  auto inserted = co_await db_.Execute(sql, std::move(params));
+  // No row inserted: the conversation is not the user's or the parent is not in it.
+  return Statement{m.parent_id ? kInsertChild : kInsertRoot, std::move(params), /*must_change=*/true};
+}
+
+Params SetCurrentLeafParams(std::string_view user_id, std::string_view conversation_id, std::string_view message_id,
+                            std::string_view now) {
+  return Params{std::string(conversation_id), std::string(user_id), std::string(message_id), std::string(now)};
+}
+
+}  // namespace
+
+Task<Expected<bool>> MessagesRepository::Insert(std::string_view user_id, const MessageRecord& m) {
+  Statement insert = InsertStatement(user_id, m);
+  auto inserted = co_await db_.Execute(insert.sql, std::move(insert.params));
   if (!inserted) co_return Unexpected{std::move(inserted).error()};
   co_return inserted->affected_rows > 0;
+}
+
+Task<Expected<bool>> MessagesRepository::InsertAsLeaf(Database& database, std::string_view user_id,
+                                                      std::string_view conversation_id,
+                                                      std::span<const MessageRecord* const> messages) {
+  std::vector<Statement> statements;
+  statements.reserve(messages.size() + 1);
+  const MessageRecord* last = nullptr;
+  for (const MessageRecord* message : messages) {
+    if (message == nullptr) continue;
+    statements.push_back(InsertStatement(user_id, *message));
+    last = message;
+  }
+  if (last == nullptr) co_return true;
+  statements.push_back(
+      Statement{kSetCurrentLeaf, SetCurrentLeafParams(user_id, conversation_id, last->id, last->created_at)});
+  co_return co_await database.ExecuteAll(std::move(statements));
 }
 
 namespace {
@@ -218,8 +249,7 @@ Task<Expected<std::optional<std::optional<std::string>>>> MessagesRepository::Cu
 
 Task<Expected<bool>> MessagesRepository::SetCurrentLeaf(std::string_view user_id, std::string_view conversation_id,
                                                         std::string_view message_id, std::string_view now) {
-  Params params{std::string(conversation_id), std::string(user_id), std::string(message_id), std::string(now)};
-  auto updated = co_await db_.Execute(kSetCurrentLeaf, std::move(params));
+  auto updated = co_await db_.Execute(kSetCurrentLeaf, SetCurrentLeafParams(user_id, conversation_id, message_id, now));
   if (!updated) co_return Unexpected{std::move(updated).error()};
   co_return updated->affected_rows > 0;
 }

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -73,6 +74,13 @@ class MessagesRepository {
   /// Inserts `message` if its conversation belongs to `user_id` and its parent (if any) is
   /// a message of the same conversation. False when either does not hold.
   Task<Expected<bool>> Insert(std::string_view user_id, const MessageRecord& message);
+  /// Inserts `messages` in order (null entries skipped), as Insert, and makes the last one
+  /// the conversation's current leaf, in one transaction (Database::ExecuteAll: on SQLite
+  /// one hop to the writer, which a new chat turn does not hold while its I/O thread is
+  /// busy). False, and nothing stored, when a message fails Insert's checks.
+  static Task<Expected<bool>> InsertAsLeaf(Database& database, std::string_view user_id,
+                                           std::string_view conversation_id,
+                                           std::span<const MessageRecord* const> messages);
 
   /// Rewrites content, status, usage, finish_reason and error, and updated_at = `now`.
   /// False when there is no such message of this user.

@@ -64,4 +64,17 @@ Task<Expected<std::vector<std::int64_t>>> Database::ExecuteBatch(std::string_vie
   co_return affected;
 }
 
+Task<Expected<bool>> Database::ExecuteAll(std::vector<Statement> statements) {
+  auto transaction = co_await Begin();
+  if (!transaction) co_return Unexpected{std::move(transaction).error()};
+  for (Statement& statement : statements) {
+    auto result = co_await (*transaction)->Execute(statement.sql, std::move(statement.params));
+    if (!result) co_return Unexpected{std::move(result).error()};
+    if (statement.must_change && result->affected_rows == 0) co_return false;  // rolled back as it ends
+  }
+  auto committed = co_await (*transaction)->Commit();
+  if (!committed) co_return Unexpected{std::move(committed).error()};
+  co_return true;
+}
+
 }  // namespace chatd::store

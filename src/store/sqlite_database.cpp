@@ -376,25 +376,27 @@ class SqliteDatabase final : public Database {
   Task<Expected<std::vector<std::int64_t>>> ExecuteBatch(std::string_view sql, std::vector<Params> rows) override {
     std::vector<std::int64_t> affected;
     if (rows.empty()) co_return affected;
-    if (closed_) co_return Closed();
-    if (!co_await writer_lock_.Acquire(config_.connect_timeout)) co_return WriterUnavailable();
-    Permit permit(writer_lock_);
-    co_return co_await RunOn(writer_thread_.get_executor(), [&]() -> Expected<std::vector<std::int64_t>> {
-      if (auto begun = writer_->Exec("BEGIN IMMEDIATE"); !begun) return Unexpected{std::move(begun).error()};
-      affected.reserve(rows.size());
+    affected.reserve(rows.size());
+    auto written = co_await InWriterTransaction([&]() -> Expected<bool> {
       for (const Params& params : rows) {
         auto result = *writer_->Run(sql, params, /*reader=*/false);
-        if (!result) {
-          if (!writer_->Exec("ROLLBACK")) log::Error("sqlite: rollback failed");
-          return Unexpected{std::move(result).error()};
-        }
+        if (!result) return Unexpected{std::move(result).error()};
         affected.push_back(result->affected_rows);
       }
-      if (auto committed = writer_->Exec("COMMIT"); !committed) {
-        if (!writer_->Exec("ROLLBACK")) log::Error("sqlite: rollback failed");
-        return Unexpected{std::move(committed).error()};
+      return true;
+    });
+    if (!written) co_return Unexpected{std::move(written).error()};
+    co_return affected;
+  }
+
+  Task<Expected<bool>> ExecuteAll(std::vector<Statement> statements) override {
+    co_return co_await InWriterTransaction([&]() -> Expected<bool> {
+      for (const Statement& statement : statements) {
+        auto result = *writer_->Run(statement.sql, statement.params, /*reader=*/false);
+        if (!result) return Unexpected{std::move(result).error()};
+        if (statement.must_change && result->affected_rows == 0) return false;
       }
-      return std::move(affected);
+      return true;
     });
   }
 
@@ -427,6 +429,26 @@ class SqliteDatabase final : public Database {
   }
 
   PoolStats Stats() const override { return {1 + reader_count_, writer_lock_.in_use() + active_readers_.load()}; }
+
+  /// Takes the writer and runs `body` (Expected<bool>() on the writer thread) between
+  /// BEGIN IMMEDIATE and COMMIT, in one hop; an error or false from it rolls back.
+  template <typename Body>
+  Task<Expected<bool>> InWriterTransaction(Body body) {
+    if (closed_) co_return Closed();
+    if (!co_await writer_lock_.Acquire(config_.connect_timeout)) co_return WriterUnavailable();
+    Permit permit(writer_lock_);
+    co_return co_await RunOn(writer_thread_.get_executor(), [&]() -> Expected<bool> {
+      if (auto begun = writer_->Exec("BEGIN IMMEDIATE"); !begun) return Unexpected{std::move(begun).error()};
+      auto done = body();
+      if (done && *done) {
+        auto committed = writer_->Exec("COMMIT");
+        if (committed) return true;
+        done = Unexpected{std::move(committed).error()};
+      }
+      if (!writer_->Exec("ROLLBACK")) log::Error("sqlite: rollback failed");
+      return done;
+    });
+  }
 
   // For SqliteTransaction: the caller holds the writer permit.
   Task<Expected<Result>> RunOnWriter(std::string_view sql, const Params& params) {

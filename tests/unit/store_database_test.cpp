@@ -391,6 +391,38 @@ TEST_P(DatabaseTest, BatchesRunInOneTransaction) {
   EXPECT_TRUE(Await(db_->ExecuteBatch("UPDATE items SET s = 'x'", {}))) << "an empty batch is fine";
 }
 
+TEST_P(DatabaseTest, StatementsRunInOneTransactionAndRollBackWhenOneMustChangeAndDoesNot) {
+  Exec(kCreateItems);
+  Exec("INSERT INTO items (id) VALUES ('a')");
+  auto statements = [](std::string missing) {
+    std::vector<Statement> list;
+    list.push_back(Statement{"INSERT INTO items (id) VALUES ($1)", {std::string("b")}, /*must_change=*/true});
+    list.push_back(Statement{"UPDATE items SET s = 'x' WHERE id = $1", {std::move(missing)}});
+    list.push_back(Statement{"UPDATE items SET s = 'y' WHERE id = $1", {std::string("a")}, /*must_change=*/true});
+    return list;
+  };
+  // An update that changes nothing is fine unless it must change a row.
+  auto done = Await(db_->ExecuteAll(statements("none")));
+  ASSERT_TRUE(done) << done.error().message;
+  EXPECT_TRUE(*done);
+  EXPECT_EQ(Count("items"), 2);
+
+  std::vector<Statement> refused;
+  refused.push_back(Statement{"INSERT INTO items (id) VALUES ($1)", {std::string("c")}, /*must_change=*/true});
+  refused.push_back(Statement{"UPDATE items SET s = 'z' WHERE id = $1", {std::string("none")}, /*must_change=*/true});
+  auto rolled_back = Await(db_->ExecuteAll(std::move(refused)));
+  ASSERT_TRUE(rolled_back) << rolled_back.error().message;
+  EXPECT_FALSE(*rolled_back);
+  Drain();
+  EXPECT_EQ(Count("items"), 2) << "the insert before the refused update is rolled back";
+
+  auto failed = Await(db_->ExecuteAll(statements("a")));  // 'b' exists now
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error().code, ErrorCode::kConflict);
+  Drain();
+  EXPECT_EQ(Count("items"), 2);
+}
+
 TEST_P(DatabaseTest, ConcurrentTransactionsSerialise) {
   Exec("CREATE TABLE counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)");
   Exec("CREATE TABLE counter_log (seq INTEGER NOT NULL)");
