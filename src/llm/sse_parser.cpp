@@ -73,9 +73,12 @@ void SseParser::Line(std::string_view line) {
 }
 
 std::optional<SseEvent> SseParser::Next() {
-  if (ready_.empty()) return std::nullopt;
-  SseEvent event = std::move(ready_.front());
-  ready_.pop_front();
+  if (next_ == ready_.size()) return std::nullopt;
+  SseEvent event = std::move(ready_[next_++]);
+  if (next_ == ready_.size()) {  // all taken: start over, keeping the capacity
+    ready_.clear();
+    next_ = 0;
+  }
   return event;
 }
 

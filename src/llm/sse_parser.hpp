@@ -7,10 +7,10 @@
 #pragma once
 
 #include <cstddef>
-#include <deque>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/expected.hpp"
 
@@ -40,7 +40,10 @@ class SseParser {
   bool skip_lf_ = false;           // the last byte was CR: a following LF belongs to it
   SseEvent current_;
   bool has_data_ = false;
-  std::deque<SseEvent> ready_;
+  // Complete events not taken yet, from ready_[next_]: a vector, not a deque, because a
+  // deque allocates half a KiB up front and thousands of streams each hold a parser.
+  std::vector<SseEvent> ready_;
+  std::size_t next_ = 0;
 };
 
 }  // namespace chatd::llm
