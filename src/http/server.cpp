@@ -86,13 +86,95 @@ struct Connection {
   std::list<Connection*>::iterator position;
 };
 
+// A request's watch on its client (ResponseStream::WatchClient), armed a little late:
+// most requests are answered sooner, and arming costs a socket wait per request — an
+// epoll_ctl, then a cancellation when the handler returns. Queued in its worker oldest
+// first; a tick every kWatchDelay arms those that have waited a full delay, so a client
+// that leaves is noticed within 2 × kWatchDelay (the gateway promises to abort the
+// upstream call within 1 s).
+constexpr auto kWatchDelay = std::chrono::milliseconds(50);
+
+class DeferredWatch {
+ public:
+  virtual void Arm() = 0;
+
+ protected:
+  ~DeferredWatch() = default;
+
+ private:
+  friend class DeferredWatches;
+  DeferredWatch* prev_ = nullptr;
+  DeferredWatch* next_ = nullptr;
+  Clock::time_point since_{};
+  bool queued_ = false;
+};
+
+// An intrusive list (no allocation per request), touched only from its worker's thread.
+class DeferredWatches {
+ public:
+  /// Queues `watch`; `start_ticking` runs when the queue was idle.
+  template <typename StartTicking>
+  void Add(DeferredWatch& watch, StartTicking&& start_ticking) {
+    watch.since_ = Clock::now();
+    watch.queued_ = true;
+    watch.prev_ = tail_;
+    watch.next_ = nullptr;
+    (tail_ != nullptr ? tail_->next_ : head_) = &watch;
+    tail_ = &watch;
+    if (!ticking_) {
+      ticking_ = true;
+      start_ticking();
+    }
+  }
+
+  void Remove(DeferredWatch& watch) {
+    if (!watch.queued_) return;
+    watch.queued_ = false;
+    (watch.prev_ != nullptr ? watch.prev_->next_ : head_) = watch.next_;
+    (watch.next_ != nullptr ? watch.next_->prev_ : tail_) = watch.prev_;
+    watch.prev_ = watch.next_ = nullptr;
+  }
+
+  /// Arms the watches that have waited kWatchDelay. False when the queue is empty: the
+  /// ticking stops (the next Add starts it again).
+  bool Tick() {
+    const Clock::time_point due = Clock::now() - kWatchDelay;
+    while (head_ != nullptr && head_->since_ <= due) {
+      DeferredWatch& watch = *head_;
+      Remove(watch);
+      watch.Arm();  // starts an asynchronous wait: never reenters the queue
+    }
+    ticking_ = head_ != nullptr;
+    return ticking_;
+  }
+
+ private:
+  DeferredWatch* head_ = nullptr;
+  DeferredWatch* tail_ = nullptr;
+  bool ticking_ = false;
+};
+
 // Members are destroyed in reverse: the acceptor first, then the context, whose
 // destructor destroys the suspended connection coroutines, which unlist themselves from
-// `connections` — so the list must outlive the context.
+// `connections` and `watches` — so those must outlive the context (and the timer, bound
+// to the context, must not).
 struct Worker {
   std::list<Connection*> connections;
+  DeferredWatches watches;
   asio::io_context context{1};  // one thread per context: Asio can skip its locking
+  asio::steady_timer watch_tick{context};
   std::optional<tcp::acceptor> acceptor;
+
+  void DeferWatch(DeferredWatch& watch) {
+    watches.Add(watch, [this] { ScheduleWatchTick(); });
+  }
+
+  void ScheduleWatchTick() {
+    watch_tick.expires_after(kWatchDelay);
+    watch_tick.async_wait([this](error_code ec) {
+      if (!ec && watches.Tick()) ScheduleWatchTick();
+    });
+  }
 };
 
 }  // namespace
@@ -289,10 +371,10 @@ Task<error_code> WriteResponse(beast::tcp_stream& stream, const Response& respon
 }  // namespace
 
 // The ResponseStream of one request: chunked transfer encoding straight to the socket.
-class Server::Impl::StreamWriter final : public ResponseStream {
+class Server::Impl::StreamWriter final : public ResponseStream, private DeferredWatch {
  public:
-  StreamWriter(Impl& impl, beast::tcp_stream& stream, const Request& request)
-      : impl_(impl), stream_(stream), request_(request) {}
+  StreamWriter(Impl& impl, Worker& worker, beast::tcp_stream& stream, const Request& request)
+      : impl_(impl), worker_(worker), stream_(stream), request_(request) {}
 
   Task<bool> Begin(Response head) override {
     if (begun_) throw std::logic_error("ResponseStream::Begin called twice");
@@ -345,19 +427,24 @@ class Server::Impl::StreamWriter final : public ResponseStream {
   int status() const { return status_; }
   std::size_t bytes() const { return bytes_; }
 
-  // Waits for the socket to turn readable on the raw socket (not through tcp_stream, whose
-  // write deadlines would time the wait out), then peeks: end of stream or an error means
-  // the client is gone; data means it sent another request, which is not ours to read.
+  // After kWatchDelay (DeferredWatch), waits for the socket to turn readable on the raw
+  // socket (not through tcp_stream, whose write deadlines would time the wait out), then
+  // peeks: end of stream or an error means the client is gone; data means it sent another
+  // request, which is not ours to read.
   void WatchClient(std::function<void()> on_gone) override {
-    if (watch_) throw std::logic_error("ResponseStream::WatchClient called twice");
-    watch_ = std::make_shared<Watch>();
-    watch_->on_gone = std::move(on_gone);
-    ArmWatch(watch_);
+    if (watching_) throw std::logic_error("ResponseStream::WatchClient called twice");
+    watching_ = true;
+    on_gone_ = std::move(on_gone);
+    worker_.DeferWatch(*this);
   }
 
   /// Ends watching; the handler has returned. Before the server's own writes and reads.
   void StopWatching() {
-    if (!watch_) return;
+    if (!watching_) return;
+    watching_ = false;
+    worker_.watches.Remove(*this);
+    on_gone_ = nullptr;
+    if (!watch_) return;  // never armed
     watch_->active = false;
     watch_->on_gone = nullptr;
     error_code ignored;
@@ -372,6 +459,13 @@ class Server::Impl::StreamWriter final : public ResponseStream {
     bool active = true;
     std::function<void()> on_gone;
   };
+
+  // The delay is over (DeferredWatches::Tick), the handler still running.
+  void Arm() override {
+    watch_ = std::make_shared<Watch>();
+    watch_->on_gone = std::move(on_gone_);
+    ArmWatch(watch_);
+  }
 
   void ArmWatch(const std::shared_ptr<Watch>& watch) {
     stream_.socket().async_wait(tcp::socket::wait_read, [this, watch](error_code ec) {
@@ -393,8 +487,11 @@ class Server::Impl::StreamWriter final : public ResponseStream {
     });
   }
 
-  std::shared_ptr<Watch> watch_;
+  bool watching_ = false;
+  std::function<void()> on_gone_;  // until armed
+  std::shared_ptr<Watch> watch_;   // once armed
   Impl& impl_;
+  Worker& worker_;
   beast::tcp_stream& stream_;
   const Request& request_;
   bool begun_ = false;
@@ -546,7 +643,7 @@ Task<void> Server::Impl::Serve(Worker& worker, tcp::socket socket) {
     if (full && !early) request.body = std::move(full->get().body());
     request.params = std::move(match.params);
 
-    StreamWriter writer(*this, connection.stream, request);
+    StreamWriter writer(*this, worker, connection.stream, request);
     request.stream = &writer;
     std::optional<WebSocketSession> websocket;
     if (!early && !full && match.route != nullptr && match.route->options.websocket &&
