@@ -325,7 +325,10 @@ def test_calls_are_counted_with_how_they_ended(gw, client, upstream):
          what="the abandoned stream settled as cancelled")
 
 
-def test_a_client_that_leaves_before_the_first_byte_aborts_the_upstream_call(gw, client, upstream):
+# wait_s 0: the client leaves before the server has started watching it (it starts 50–100
+# ms into a request); 0.3: after.
+@pytest.mark.parametrize("wait_s", [0, 0.3])
+def test_a_client_that_leaves_before_the_first_byte_aborts_the_upstream_call(gw, client, upstream, wait_s):
     api, _, key = client
     upstream.script([{"delay_ms": 5000}])
     payload = json.dumps({"model": "mock-model", "messages": HELLO}).encode()
@@ -334,6 +337,7 @@ def test_a_client_that_leaves_before_the_first_byte_aborts_the_upstream_call(gw,
                             {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}, payload,
                             f"127.0.0.1:{gw.port}"))
     poll(lambda: upstream.stats()["requests"] == 1, timeout=5, interval=0.02, what="the upstream call")
+    time.sleep(wait_s)
     left = close_abruptly(conn)
     poll(lambda: upstream.stats()["abandoned"] == 1, timeout=1.0, interval=0.02,
          what="the upstream saw its client leave")
