@@ -16,9 +16,8 @@ namespace {
 // WHERE is needed by SQLite's parser before ON CONFLICT in an INSERT ... SELECT.
 // SQLite first tries the plain insert (kInsertEventsDirect): the join materialises the
 // VALUES in a temporary table and looks up both parents once more than the foreign keys
-// do — a quarter of the writer's work per event. A failed statement leaves SQLite's
-// transaction usable, so the join runs only for a batch that did meet a deleted parent.
-// (PostgreSQL aborts the transaction on any error: it always joins.)
+// do — a quarter of the writer's work per event — so the join runs only for a batch that
+// did meet a deleted parent. (PostgreSQL always joins.)
 constexpr std::string_view kInsertEventsDirect =
     "INSERT INTO usage_events (id, user_id, api_key_id, model, provider, prompt_tokens, completion_tokens, "
     "cached_tokens, cost, latency_ms, ttft_ms, status, created_at) VALUES ";
@@ -109,36 +108,40 @@ void AppendEventParams(const UsageEventRecord& e, Params& params) {
   params.emplace_back(e.created_at);
 }
 
+// The batch's statements, kRowsPerStatement events each. Their SQL texts go to `sqls`,
+// which must outlive the statements (Statement::sql is a view).
+std::vector<Statement> InsertStatements(std::span<const UsageEventRecord> events, bool postgres, bool direct,
+                                        std::vector<std::string>& sqls) {
+  std::vector<Statement> statements;
+  sqls.clear();
+  sqls.reserve(events.size() / kRowsPerStatement + 1);
+  for (std::size_t start = 0; start < events.size(); start += kRowsPerStatement) {
+    const std::size_t end = std::min(events.size(), start + kRowsPerStatement);
+    Params values;
+    values.reserve((end - start) * kColumns);
+    for (std::size_t i = start; i < end; ++i) AppendEventParams(events[i], values);
+    sqls.push_back(InsertEventsSql(end - start, postgres, direct));
+    statements.push_back(Statement{sqls.back(), std::move(values)});
+  }
+  return statements;
+}
+
 }  // namespace
 
+// One ExecuteAll: on SQLite the whole batch is one hop to the writer thread. SQLite first
+// tries the plain insert; only a batch that met a deleted user or key (a foreign-key
+// failure, kInvalidArgument) is written again through the join.
 Task<Expected<void>> UsageRepository::Insert(std::span<const UsageEventRecord> events) {
   if (events.empty()) co_return Expected<void>{};
   const bool postgres = db_.dialect() == Dialect::kPostgres;
-  auto tx = co_await db_.Begin();
-  if (!tx) co_return Unexpected{std::move(tx).error()};
-  Transaction& t = **tx;
-  for (std::size_t start = 0; start < events.size(); start += kRowsPerStatement) {
-    const std::size_t end = std::min(events.size(), start + kRowsPerStatement);
-    const auto params = [&] {
-      Params values;
-      values.reserve((end - start) * kColumns);
-      for (std::size_t i = start; i < end; ++i) AppendEventParams(events[i], values);
-      return values;
-    };
-    if (!postgres) {
-      const std::string sql = InsertEventsSql(end - start, false, true);
-      Params values = params();
-      auto direct = co_await t.Execute(sql, std::move(values));
-      if (direct) continue;
-      if (direct.error().code != ErrorCode::kInvalidArgument) co_return Unexpected{std::move(direct).error()};
-    }
-    const std::string sql = InsertEventsSql(end - start, postgres);
-    Params values = params();
-    auto inserted = co_await t.Execute(sql, std::move(values));
-    if (!inserted) co_return Unexpected{std::move(inserted).error()};
+  std::vector<std::string> sqls;
+  if (!postgres) {
+    auto direct = co_await db_.ExecuteAll(InsertStatements(events, false, /*direct=*/true, sqls));
+    if (direct) co_return Expected<void>{};
+    if (direct.error().code != ErrorCode::kInvalidArgument) co_return Unexpected{std::move(direct).error()};
   }
-  auto committed = co_await t.Commit();
-  if (!committed) co_return Unexpected{std::move(committed).error()};
+  auto joined = co_await db_.ExecuteAll(InsertStatements(events, postgres, /*direct=*/false, sqls));
+  if (!joined) co_return Unexpected{std::move(joined).error()};
   co_return Expected<void>{};
 }
 

@@ -105,6 +105,16 @@ TEST_P(UsageRepositoryTest, EventsOfDeletedUsersAndKeysAreStoredWithoutThem) {
   EXPECT_EQ(Count(), 3);
   EXPECT_EQ(Count("user_id IS NULL"), 1);
   EXPECT_EQ(Count("api_key_id IS NULL"), 2);
+
+  // In a batch of several statements, after the first has gone in: the whole batch is
+  // written again through the join, each event once.
+  std::vector<UsageEventRecord> batch;
+  for (int i = 0; i < 250; ++i) batch.push_back(UsageRow(bob_, bob_key_, "demo", 1, 1, 0, "2027-01-15T11:00:00.000Z"));
+  batch[180].user_id = NewUuidV7();
+  Insert(batch);
+  EXPECT_EQ(Count(), 253);
+  EXPECT_EQ(Count("user_id IS NULL"), 2);
+  EXPECT_EQ(Count("user_id = '" + bob_ + "'"), 249);
 }
 
 TEST_P(UsageRepositoryTest, KeySpendCountsTheKeySinceATime) {
