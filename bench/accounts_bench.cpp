@@ -97,7 +97,7 @@ struct Fixture {
 
   asio::io_context io{1};
   ManualClock clock;  // frozen: cache entries stay warm for the whole run
-  BlockingPool pool{1, 16};
+  BlockingPool pool{1, 16, "bench-hash"};
   std::unique_ptr<store::Database> db;
   std::unique_ptr<AccountService> service;
   std::string access_token;

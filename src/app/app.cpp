@@ -126,7 +126,7 @@ int Serve(const AppConfig& loaded) {
       {api::HealthCheck{"database", [&database]() -> Task<bool> { co_return (co_await database->Ping()).has_value(); }}},
       metrics);
   SystemClock clock;
-  BlockingPool hashing_pool(HashingThreads(), 1024, kHashingNice);
+  BlockingPool hashing_pool(HashingThreads(), 1024, "chatd-hash", kHashingNice);
   accounts::AccountService accounts(config.accounts, *database, hashing_pool, clock);
   auto limiter = cache::MakeInProcessRateLimiter(clock);
   api::Guard guard(accounts, *limiter, config.rate_limits);
@@ -343,7 +343,7 @@ int CreateUser(const AppConfig& loaded, const NewUserRequest& request) {
     return 1;
   }
   SystemClock clock;
-  BlockingPool hashing_pool(1, 4);
+  BlockingPool hashing_pool(1, 4, "chatd-hash");
   const int exit_code = RunCommand(config, [&](store::Database& database) -> Task<int> {
     accounts::AccountService accounts(config.accounts, database, hashing_pool, clock);
     auto user = co_await accounts.CreateUser(request.email, request.password, request.name,

@@ -11,6 +11,7 @@
 #include <exception>
 #include <optional>
 #include <stdexcept>
+#include <string_view>
 #include <type_traits>
 
 #include "core/asio.hpp"
@@ -21,9 +22,10 @@ namespace chatd {
 
 class BlockingPool {
  public:
-  /// `nice` > 0 lowers the threads' scheduling priority (Linux niceness is per thread), so
-  /// CPU-heavy work such as password hashing yields the cores to the I/O threads.
-  BlockingPool(std::size_t threads, std::size_t max_pending, int nice = 0);
+  /// The threads are named `name` (core/thread_name.hpp). `nice` > 0 lowers their
+  /// scheduling priority (Linux niceness is per thread), so CPU-heavy work such as
+  /// password hashing yields the cores to the I/O threads.
+  BlockingPool(std::size_t threads, std::size_t max_pending, std::string_view name, int nice = 0);
   ~BlockingPool() { Stop(); }
   BlockingPool(const BlockingPool&) = delete;
   BlockingPool& operator=(const BlockingPool&) = delete;

@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/json.hpp"
+#include "core/thread_name.hpp"
 #include "core/time.hpp"
 
 namespace chatd::log {
@@ -46,7 +47,7 @@ void AppendTextValue(std::string& out, std::string_view value) {
 
 void Init(const LogConfig& config) {
   json_format = config.format == "json";
-  spdlog::init_thread_pool(16384, 1);
+  spdlog::init_thread_pool(16384, 1, [] { NameThisThread("chatd-log"); });
   spdlog::sink_ptr sink;
   if (config.file.empty()) {
     sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();

@@ -9,6 +9,7 @@
 
 #include "core/ids.hpp"
 #include "core/log.hpp"
+#include "core/thread_name.hpp"
 #include "core/time.hpp"
 
 namespace chatd::gateway {
@@ -74,7 +75,10 @@ void UsageRecorder::Start() {
       log::Error("usage recorder stopped by an exception", {{"error", e.what()}});
     }
   });
-  thread_ = std::thread([this] { io_.run(); });
+  thread_ = std::thread([this] {
+    NameThisThread("chatd-usage");
+    io_.run();
+  });
 }
 
 void UsageRecorder::Record(UsageEvent event) {

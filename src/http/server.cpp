@@ -25,6 +25,7 @@
 
 #include "core/ids.hpp"
 #include "core/log.hpp"
+#include "core/thread_name.hpp"
 #include "http/send_now.hpp"
 #include "http/websocket_session.hpp"
 
@@ -802,7 +803,10 @@ void Server::Run() {
   }
   std::vector<std::thread> threads;
   for (std::size_t i = 1; i < impl_->workers.size(); ++i) {
-    threads.emplace_back([this, i] { impl_->workers[i]->context.run(); });
+    threads.emplace_back([this, i] {
+      NameThisThread(fmt::format("chatd-io-{}", i));  // the main thread is I/O thread 0
+      impl_->workers[i]->context.run();
+    });
   }
   impl_->workers.front()->context.run();
   for (auto& thread : threads) thread.join();

@@ -27,6 +27,7 @@
 #include <libpq-fe.h>
 
 #include "core/log.hpp"
+#include "core/thread_name.hpp"
 #include "core/run_on.hpp"
 
 namespace chatd::store {
@@ -354,6 +355,7 @@ Unexpected PgConnection::TimedOut(std::string_view sql) {
     log::Warn("postgres: too many cancels in flight; not cancelling");
   } else if (PGcancel* cancel = PQgetCancel(conn_)) {
     std::thread([cancel] {
+      NameThisThread("chatd-pg");
       char error[256];
       if (!PQcancel(cancel, error, sizeof error)) log::Warn(fmt::format("postgres: cancel failed: {}", error));
       PQfreeCancel(cancel);

@@ -22,6 +22,7 @@
 #include <libpq-fe.h>
 
 #include "core/log.hpp"
+#include "core/thread_name.hpp"
 #include "store/async_semaphore.hpp"
 #include "store/migrations.hpp"
 #include "store/pg_connection.hpp"
@@ -66,7 +67,9 @@ class PgPool : public std::enable_shared_from_this<PgPool> {
     std::unique_ptr<PgConnection> connection_;
   };
 
-  explicit PgPool(DatabaseConfig config) : config_(std::move(config)), slots_(config_.pool_size) {}
+  explicit PgPool(DatabaseConfig config) : config_(std::move(config)), slots_(config_.pool_size) {
+    OnEveryThread(helper_, kHelperThreads, [] { NameThisThread("chatd-pg"); });
+  }
   ~PgPool() { Close(); }
 
   const DatabaseConfig& config() const { return config_; }
@@ -139,7 +142,8 @@ class PgPool : public std::enable_shared_from_this<PgPool> {
   std::mutex mutex_;
   bool closed_ = false;
   std::vector<std::unique_ptr<PgConnection>> idle_;
-  asio::thread_pool helper_{2};  // PQconnectStartParams; last member: joined first
+  static constexpr std::size_t kHelperThreads = 2;
+  asio::thread_pool helper_{kHelperThreads};  // PQconnectStartParams; last member: joined first
 };
 
 using Lease = PgPool::Lease;

@@ -35,6 +35,7 @@
 
 #include "core/log.hpp"
 #include "core/run_on.hpp"
+#include "core/thread_name.hpp"
 #include "core/time.hpp"
 #include "store/async_semaphore.hpp"
 #include "store/migrations.hpp"
@@ -335,7 +336,10 @@ class SqliteDatabase final : public Database {
         reader_count_(readers.size()),
         writer_(std::move(writer)),
         idle_readers_(std::move(readers)),
-        reader_threads_(std::max<std::size_t>(reader_count_, 1)) {}
+        reader_threads_(std::max<std::size_t>(reader_count_, 1)) {
+    OnEveryThread(writer_thread_, 1, [] { NameThisThread("chatd-db-write"); });
+    OnEveryThread(reader_threads_, std::max<std::size_t>(reader_count_, 1), [] { NameThisThread("chatd-db-read"); });
+  }
 
   ~SqliteDatabase() override { Close(); }
 

@@ -87,7 +87,7 @@ class AccountServiceTest : public ::testing::TestWithParam<Backend> {
 
   chatd::testing::TestDatabase database_;
   ManualClock clock_;
-  BlockingPool pool_{2, 64};
+  BlockingPool pool_{2, 64, "test-hash"};
   AccountsConfig config_;
   std::unique_ptr<AccountService> service_;
 };

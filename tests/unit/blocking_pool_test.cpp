@@ -1,6 +1,13 @@
 #include "core/blocking_pool.hpp"
 
+#include <pthread.h>
+
+#include <mutex>
+#include <set>
+#include <string>
 #include <thread>
+
+#include "core/thread_name.hpp"
 
 #include <gtest/gtest.h>
 
@@ -8,7 +15,7 @@ namespace chatd {
 namespace {
 
 TEST(Offload, RunsOnAPoolThreadAndResumesOnTheCallersThread) {
-  BlockingPool pool(2, 16);
+  BlockingPool pool(2, 16, "test-pool");
   asio::io_context io(1);
   std::thread::id caller, worker, resumed;
   asio::co_spawn(
@@ -24,8 +31,37 @@ TEST(Offload, RunsOnAPoolThreadAndResumesOnTheCallersThread) {
   EXPECT_EQ(resumed, caller);
 }
 
+std::string ThisThreadName() {
+  char name[16] = {};
+  pthread_getname_np(pthread_self(), name, sizeof name);
+  return name;
+}
+
+TEST(BlockingPool, NamesItsThreads) {
+  BlockingPool pool(2, 16, "chatd-test-pool-long");
+  asio::io_context io(1);
+  std::string name;
+  asio::co_spawn(
+      io, [&]() -> Task<void> { name = co_await Offload(pool, [] { return ThisThreadName(); }); }, asio::detached);
+  io.run();
+  EXPECT_EQ(name, "chatd-test-pool");  // Linux keeps 15 bytes
+}
+
+TEST(OnEveryThread, RunsOnceOnEachThreadOfThePool) {
+  asio::thread_pool pool(3);
+  std::mutex mutex;
+  std::multiset<std::thread::id> ran;
+  OnEveryThread(pool, 3, [&] {
+    std::lock_guard lock(mutex);
+    ran.insert(std::this_thread::get_id());
+  });
+  EXPECT_EQ(ran.size(), 3u);
+  EXPECT_EQ(std::set<std::thread::id>(ran.begin(), ran.end()).size(), 3u);  // no thread twice
+  pool.join();
+}
+
 TEST(Offload, RethrowsExceptionsInTheCaller) {
-  BlockingPool pool(1, 16);
+  BlockingPool pool(1, 16, "test-pool");
   asio::io_context io(1);
   bool caught = false;
   asio::co_spawn(
@@ -43,7 +79,7 @@ TEST(Offload, RethrowsExceptionsInTheCaller) {
 }
 
 TEST(Offload, SaturatedPoolAnswersUnavailableInsteadOfQueueing) {
-  BlockingPool pool(1, 0);
+  BlockingPool pool(1, 0, "test-pool");
   asio::io_context io(1);
   std::optional<Expected<int>> result;
   asio::co_spawn(
