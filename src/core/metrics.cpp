@@ -99,15 +99,14 @@ std::string FamilyBase::LabelText(const std::vector<std::string>& values, std::s
 }
 
 template <typename Metric>
-Metric& Family<Metric>::WithLabels(const std::vector<std::string>& values) {
+Metric& Family<Metric>::WithLabels(std::initializer_list<std::string_view> values) {
   std::lock_guard lock(mutex_);
-  auto& slot = children_[values];
-  if (!slot) {
-    if constexpr (std::is_same_v<Metric, Histogram>) {
-      slot = std::make_unique<Histogram>(bounds_);
-    } else {
-      slot = std::make_unique<Metric>();
-    }
+  if (const auto found = children_.find(values); found != children_.end()) return *found->second;
+  auto& slot = children_[std::vector<std::string>(values.begin(), values.end())];
+  if constexpr (std::is_same_v<Metric, Histogram>) {
+    slot = std::make_unique<Histogram>(bounds_);
+  } else {
+    slot = std::make_unique<Metric>();
   }
   return *slot;
 }

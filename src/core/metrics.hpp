@@ -4,9 +4,11 @@
 // Rendering walks every family under its own lock and never blocks writers.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -88,13 +90,24 @@ class Family final : public FamilyBase {
         bounds_(std::move(bounds)) {}
 
   /// The child for these label values (in label_names order). The reference stays valid
-  /// for the registry's lifetime: look it up once and keep it on hot paths.
-  Metric& WithLabels(const std::vector<std::string>& values);
+  /// for the registry's lifetime: look it up once and keep it on hot paths. Finding an
+  /// existing child copies nothing (the values are compared as views).
+  Metric& WithLabels(std::initializer_list<std::string_view> values);
   void Render(std::string& out) const override;
 
  private:
+  // Orders label value lists, stored (strings) or looked up (views), the same way.
+  struct ValuesLess {
+    using is_transparent = void;
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(),
+                                          [](std::string_view x, std::string_view y) { return x < y; });
+    }
+  };
+
   mutable std::mutex mutex_;
-  std::map<std::vector<std::string>, std::unique_ptr<Metric>> children_;
+  std::map<std::vector<std::string>, std::unique_ptr<Metric>, ValuesLess> children_;
   std::vector<double> bounds_;
 };
 

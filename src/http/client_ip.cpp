@@ -78,7 +78,12 @@ class ClientAddress final : public Middleware {
       request.client_address = peer->v4 ? Format(*peer) : request.remote_address;
       return std::nullopt;
     }
-    request.client_address = Format(FromHeaders(request, *peer));
+    const CidrSet::Address client = FromHeaders(request, *peer);
+    // No proxy named another client: the peer's own text, when it is already the form
+    // Format writes (a plain IPv4 or IPv6 address, not an IPv4-mapped one).
+    const bool peer_itself = client.high == peer->high && client.low == peer->low && client.v4 == peer->v4;
+    const bool canonical = !peer->v4 || request.remote_address.find(':') == std::string::npos;
+    request.client_address = peer_itself && canonical ? request.remote_address : Format(client);
     return std::nullopt;
   }
 

@@ -1,7 +1,6 @@
 #include "http/message.hpp"
 
 #include <algorithm>
-#include <cctype>
 
 #include "core/json.hpp"
 
@@ -32,10 +31,14 @@ Method ParseMethod(std::string_view name) {
   return Method::kOther;
 }
 
+namespace {
+// ASCII only, as HTTP's field names and media types are: no locale, no call per byte.
+char AsciiLower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c; }
+}  // namespace
+
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return AsciiLower(x) == AsciiLower(y); });
 }
 
 std::string_view Request::Header(std::string_view name) const {
@@ -63,7 +66,7 @@ std::string Request::ContentType() const {
   value = value.substr(0, value.find(';'));
   while (!value.empty() && value.back() == ' ') value.remove_suffix(1);
   std::string out(value);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::transform(out.begin(), out.end(), out.begin(), AsciiLower);
   return out;
 }
 

@@ -20,8 +20,8 @@ CallMetrics::CallMetrics(metrics::Registry& registry)
 
 void CallMetrics::Record(std::string_view provider, std::string_view model, std::string_view status, double seconds,
                          std::int64_t prompt, std::int64_t completion) {
-  requests.WithLabels({std::string(provider), std::string(model), std::string(status)}).Inc();
-  duration.WithLabels({std::string(provider), std::string(model)}).Observe(seconds);
+  requests.WithLabels({provider, model, status}).Inc();
+  duration.WithLabels({provider, model}).Observe(seconds);
   prompt_tokens.Inc(static_cast<std::uint64_t>(std::max<std::int64_t>(0, prompt)));
   completion_tokens.Inc(static_cast<std::uint64_t>(std::max<std::int64_t>(0, completion)));
 }

@@ -99,7 +99,7 @@ LlmMetrics::Upstream LlmMetrics::For(std::string provider) {
 }
 
 void LlmMetrics::Upstream::Failed(ErrorCode code) const {
-  family->requests_.WithLabels({provider, std::string(ErrorCodeName(code))}).Inc();
+  family->requests_.WithLabels({provider, ErrorCodeName(code)}).Inc();
 }
 
 
