@@ -109,19 +109,22 @@ void AppendEventParams(const UsageEventRecord& e, Params& params) {
 }
 
 // The batch's statements, kRowsPerStatement events each. Their SQL texts go to `sqls`,
-// which must outlive the statements (Statement::sql is a view).
+// which must outlive the statements (Statement::sql is a view): all are made before the
+// first view is taken.
 std::vector<Statement> InsertStatements(std::span<const UsageEventRecord> events, bool postgres, bool direct,
                                         std::vector<std::string>& sqls) {
-  std::vector<Statement> statements;
   sqls.clear();
-  sqls.reserve(events.size() / kRowsPerStatement + 1);
   for (std::size_t start = 0; start < events.size(); start += kRowsPerStatement) {
+    sqls.push_back(InsertEventsSql(std::min(kRowsPerStatement, events.size() - start), postgres, direct));
+  }
+  std::vector<Statement> statements;
+  statements.reserve(sqls.size());
+  for (std::size_t start = 0, n = 0; start < events.size(); start += kRowsPerStatement, ++n) {
     const std::size_t end = std::min(events.size(), start + kRowsPerStatement);
     Params values;
     values.reserve((end - start) * kColumns);
     for (std::size_t i = start; i < end; ++i) AppendEventParams(events[i], values);
-    sqls.push_back(InsertEventsSql(end - start, postgres, direct));
-    statements.push_back(Statement{sqls.back(), std::move(values)});
+    statements.push_back(Statement{sqls[n], std::move(values)});
   }
   return statements;
 }

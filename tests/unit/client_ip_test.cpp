@@ -87,6 +87,14 @@ TEST(ClientAddress, IgnoresForwardingHeadersFromAnUntrustedPeer) {
   EXPECT_EQ(ClientOf(trusted, ""), "");
 }
 
+TEST(ClientAddress, ATrustedPeerThatForwardsNothingIsTheClient) {
+  const CidrSet trusted = Trusted("10.0.0.0/8, fd00::/8, ::ffff:192.168.0.0/112");
+  EXPECT_EQ(ClientOf(trusted, "10.0.0.1"), "10.0.0.1");
+  EXPECT_EQ(ClientOf(trusted, "fd00::1"), "fd00::1");
+  EXPECT_EQ(ClientOf(trusted, "::ffff:10.0.0.1"), "10.0.0.1");  // mapped written as IPv4
+  EXPECT_EQ(ClientOf(trusted, "10.0.0.1", {{"X-Real-IP", "203.0.113.4"}}), "203.0.113.4");
+}
+
 TEST(ClientAddress, WalksTheTrustedChainFromTheRight) {
   const CidrSet trusted = Trusted("10.0.0.0/8, fd00::/8");
   // The client claims 6.6.6.6; our proxies appended the real client, then each other.
