@@ -75,7 +75,7 @@ struct PoolStats {
 
 /// One statement of Database::ExecuteAll.
 struct Statement {
-  std::string_view sql;  // a constant of store/: it outlives the call
+  std::string_view sql;  // a constant or caller-kept text of store/: it must outlive the call
   Params params;
   bool must_change = false;  // changing no row rolls the whole transaction back
 };
