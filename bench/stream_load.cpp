@@ -19,6 +19,8 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <sys/resource.h>
+
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -212,11 +214,15 @@ int Main(int argc, char** argv) {
   for (const auto& [what, count] : errors) {
     error_json += fmt::format("{}\"{}\":{}", error_json.empty() ? "" : ",", what, count);
   }
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  const double cpu_s = seconds(usage.ru_utime) + seconds(usage.ru_stime);
   std::printf(
-      "{\"mode\":\"%s\",\"streams\":%d,\"ok\":%d,\"peak_active\":%d,\"wall_s\":%.1f,"
+      "{\"mode\":\"%s\",\"streams\":%d,\"ok\":%d,\"peak_active\":%d,\"wall_s\":%.1f,\"cpu_s\":%.2f,"
       "\"ttft_ms\":{\"p50\":%.2f,\"p90\":%.2f,\"p99\":%.2f,\"max\":%.2f},"
       "\"total_ms\":{\"p50\":%.0f,\"p99\":%.0f},\"errors\":{%s}}\n",
-      o.mode.c_str(), o.streams, ok, run.peak_active, wall_s, Percentile(ttft, 50), Percentile(ttft, 90),
+      o.mode.c_str(), o.streams, ok, run.peak_active, wall_s, cpu_s, Percentile(ttft, 50), Percentile(ttft, 90),
       Percentile(ttft, 99), Percentile(ttft, 100), Percentile(total, 50), Percentile(total, 99), error_json.c_str());
   return ok == o.streams ? 0 : 1;
 }

@@ -126,36 +126,57 @@ Expected<chat::TurnRequest> ParseTurn(const JsonObject& body, bool regenerate) {
   return turn;
 }
 
-Task<http::Response> ChatApi::StartTurn(http::Request& request, const accounts::Principal& caller, bool regenerate) {
+namespace {
+
+struct AskedTurn {
+  chat::TurnRequest turn;
+  bool stream = true;
+};
+
+// Not in StartTurn's coroutine: the parsed document would stay in its frame — and so in
+// every open stream's memory — for the whole answer.
+Expected<AskedTurn> ReadTurnRequest(http::Request& request, const accounts::Principal& caller, bool regenerate) {
   // A regenerate may come without a body: all its fields are optional.
   auto parsed = regenerate && request.body.empty() ? ParseJson(http::ThreadJsonParser(), "{}")
                                                    : http::ParseJsonBody(request, http::ThreadJsonParser());
-  if (!parsed) co_return ErrorResponse(parsed.error());
+  if (!parsed) return Unexpected{parsed.error()};
   auto body = JsonObject::From(*parsed);
-  if (!body) co_return ErrorResponse(body.error());
+  if (!body) return Unexpected{body.error()};
   auto turn = ParseTurn(*body, regenerate);
-  if (!turn) co_return ErrorResponse(turn.error());
+  if (!turn) return Unexpected{turn.error()};
   if (regenerate) turn->regenerate = std::string(request.Param("mid"));
   turn->credential_id = caller.api_key_id;
   auto stream = body->OptionalBool("stream");
-  if (!stream) co_return ErrorResponse(stream.error());
+  if (!stream) return Unexpected{stream.error()};
+  return AskedTurn{std::move(*turn), stream->value_or(true)};
+}
 
+}  // namespace
+
+Task<http::Response> ChatApi::StartTurn(http::Request& request, const accounts::Principal& caller, bool regenerate) {
+  auto asked = ReadTurnRequest(request, caller, regenerate);
+  if (!asked) co_return ErrorResponse(asked.error());
   const std::string conversation_id(request.Param("id"));
-  if (!stream->value_or(true)) {
-    SilentSink silent;
-    auto message = co_await chat_.Run(caller.user_id, conversation_id, *turn, silent);
-    if (!message) co_return ErrorResponse(message.error());
-    JsonWriter json;
-    WriteMessage(json, *message);
-    co_return http::Response::Json(200, std::move(json).str());
-  }
+  if (!asked->stream) co_return co_await AnswerWhole(caller, conversation_id, asked->turn);
 
   // Refusals before the turn starts are ordinary error responses; then the stream begins.
-  auto generation = co_await chat_.Start(caller.user_id, conversation_id, *turn);
+  auto generation = co_await chat_.Start(caller.user_id, conversation_id, asked->turn);
   if (!generation) co_return ErrorResponse(generation.error());
   SseSink sse(*request.stream, sse_streams_);
   if (co_await sse.Begin()) co_await (*generation)->Follow(0, sse, chat_.config().ping_interval);
   co_return http::Response{};  // the stream carried the answer
+}
+
+// `stream: false`: the finished message as JSON. A coroutine of its own, so that its
+// locals do not enlarge the frame every streamed turn keeps.
+Task<http::Response> ChatApi::AnswerWhole(const accounts::Principal& caller, const std::string& conversation_id,
+                                          const chat::TurnRequest& turn) {
+  SilentSink silent;
+  auto message = co_await chat_.Run(caller.user_id, conversation_id, turn, silent);
+  if (!message) co_return ErrorResponse(message.error());
+  JsonWriter json;
+  WriteMessage(json, *message);
+  co_return http::Response::Json(200, std::move(json).str());
 }
 
 Task<http::Response> ChatApi::SendMessage(http::Request& request, const accounts::Principal& caller) {

@@ -45,6 +45,8 @@ class ChatApi {
 
  private:
   Task<http::Response> StartTurn(http::Request& request, const accounts::Principal& caller, bool regenerate);
+  Task<http::Response> AnswerWhole(const accounts::Principal& caller, const std::string& conversation_id,
+                                   const chat::TurnRequest& turn);
 
   chat::ChatService& chat_;
   chat::MessageService& messages_;

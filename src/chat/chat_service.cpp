@@ -84,6 +84,16 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// Outside Generate's coroutine, whose frame every open stream holds: a TurnEvent there
+// would be kept for the whole answer.
+void FinishCompleted(Generation& generation, const MessageProgress& progress) {
+  TurnEvent completed;
+  completed.type = TurnEvent::Type::kCompleted;
+  completed.usage = {progress.prompt_tokens, progress.completion_tokens};
+  completed.finish_reason = *progress.finish_reason;
+  generation.Finish(std::move(completed));
+}
+
 }  // namespace
 
 ChatMetrics::ChatMetrics(metrics::Registry& registry, llm::CallMetrics& llm)
@@ -372,11 +382,7 @@ Task<void> ChatService::Generate(std::shared_ptr<Generation> generation, std::sh
   if (!progress.finish_reason) progress.finish_reason = "stop";
   co_await flush();
   record(cancelled ? "cancelled" : "ok");
-  TurnEvent completed;
-  completed.type = TurnEvent::Type::kCompleted;
-  completed.usage = {progress.prompt_tokens, progress.completion_tokens};
-  completed.finish_reason = *progress.finish_reason;
-  generation->Finish(std::move(completed));
+  FinishCompleted(*generation, progress);
   if (call->untitled && !cancelled) co_await GiveTitle(*call, progress.content);
 }
 

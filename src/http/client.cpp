@@ -9,6 +9,7 @@
 #include <atomic>
 #include <deque>
 #include <limits>
+#include <memory>
 #include <unordered_map>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -33,11 +34,8 @@ using std::chrono::milliseconds;
 
 namespace {
 
-// The most one body read hands out. Every call in flight holds one, and thousands of
-// streamed answers can be in flight, so it is sized for SSE chunks (a few hundred bytes),
-// not for bulk bodies, which come out in more pieces: 16 KiB here was half of the memory
-// an open chat stream cost (bench/streams), 4 KiB still a seventh of it.
-constexpr std::size_t kPieceSize = 2 * 1024;
+// What ReadAll makes room for first when the body's length is not announced.
+constexpr std::size_t kFirstReadAllRoom = 4 * 1024;
 
 std::string_view Sv(beast::string_view view) { return {view.data(), view.size()}; }
 
@@ -418,13 +416,61 @@ class Call final : public ClientCall {
     return found == head.end() ? std::string_view() : Sv(found->value());
   }
 
+  // Not a coroutine: one frame fewer per piece of a streamed answer.
   Task<Expected<std::optional<std::string_view>>> ReadSome(TimePoint not_after) override {
+    if (!piece_ && connection_) {
+      // As large as what one read of the connection brings (Beast reads up to its buffer's
+      // capacity, at least 512 bytes): the thousands of open streams each hold one, so a
+      // stream's connection keeps it at 512 bytes (bench/streams: 2 KiB here was 5 % of
+      // an open chat stream's memory), and a pooled one grown for whole answers gets more.
+      piece_size_ = std::max<std::size_t>(512, connection_->buffer.capacity());
+      piece_ = std::make_unique_for_overwrite<char[]>(piece_size_);
+    }
+    return ReadInto(piece_.get(), piece_size_, not_after);
+  }
+
+  Task<Expected<std::string>> ReadAll(std::size_t max_bytes) override {
+    if (!parser_) throw std::logic_error("ClientCall::ReadAll before ReadHead");
+    const auto too_large = [&] {
+      return Fail(MakeError(ErrorCode::kUpstreamUnavailable,
+                            fmt::format("the response body from {} is larger than {} bytes", origin_, max_bytes)));
+    };
+    const auto length = parser_->content_length();
+    if (length && *length > max_bytes) co_return too_large();
+    // Straight into the answer, not through a piece: a body of announced length takes one
+    // allocation and no copy, and one byte to spare sees its end without growing.
+    const std::size_t limit = std::min(max_bytes, std::numeric_limits<std::size_t>::max() - 1) + 1;
+    std::string body;
+    body.resize(length ? static_cast<std::size_t>(*length) + 1 : std::min(kFirstReadAllRoom, limit));
+    std::size_t filled = 0;
+    while (true) {
+      if (filled == body.size()) body.resize(std::min(limit, 2 * body.size()));
+      auto piece = co_await ReadInto(body.data() + filled, body.size() - filled, TimePoint::max());
+      if (!piece) co_return Unexpected{std::move(piece).error()};
+      if (!*piece) break;
+      filled += (*piece)->size();
+      if (filled > max_bytes) co_return too_large();
+    }
+    body.resize(filled);
+    co_return body;
+  }
+
+  void Cancel() override {
+    if (cancelled_) return;
+    cancelled_ = true;
+    if (connection_) connection_->Close();
+  }
+
+ private:
+  // Reads the body into [data, data + size): a view of what arrived, or std::nullopt at
+  // the body's end. `size` > 0.
+  Task<Expected<std::optional<std::string_view>>> ReadInto(char* data, std::size_t size, TimePoint not_after) {
     if (auto broken = Check(); !broken) co_return Unexpected{broken.error()};
     if (!parser_) throw std::logic_error("ClientCall::ReadSome before ReadHead");
     while (!done_) {
       auto& body = parser_->get().body();
-      body.data = piece_.data();
-      body.size = piece_.size();
+      body.data = data;
+      body.size = size;
       const Clock::time_point idle_deadline = After(Clock::now(), idle_timeout_);
       WatchRead(std::min({idle_deadline, not_after, total_deadline_}));
       error_code ec;
@@ -439,38 +485,13 @@ class Call final : public ClientCall {
         }
         co_return Fail(ec, "reading the response body from", "no data from", idle_timeout_);
       }
-      const std::size_t n = piece_.size() - parser_->get().body().size;
+      const std::size_t n = size - parser_->get().body().size;
       if (parser_->is_done()) Release();
-      if (n > 0) co_return std::optional<std::string_view>(std::in_place, piece_.data(), n);
+      if (n > 0) co_return std::optional<std::string_view>(std::in_place, data, n);
     }
     co_return std::optional<std::string_view>{};
   }
 
-  Task<Expected<std::string>> ReadAll(std::size_t max_bytes) override {
-    if (!parser_) throw std::logic_error("ClientCall::ReadAll before ReadHead");
-    const auto too_large = [&] {
-      return Fail(MakeError(ErrorCode::kUpstreamUnavailable,
-                            fmt::format("the response body from {} is larger than {} bytes", origin_, max_bytes)));
-    };
-    if (parser_->content_length() && *parser_->content_length() > max_bytes) co_return too_large();
-    std::string body;
-    while (true) {
-      auto piece = co_await ReadSome(TimePoint::max());
-      if (!piece) co_return Unexpected{std::move(piece).error()};
-      if (!*piece) break;
-      if (body.size() + (*piece)->size() > max_bytes) co_return too_large();
-      body += **piece;
-    }
-    co_return body;
-  }
-
-  void Cancel() override {
-    if (cancelled_) return;
-    cancelled_ = true;
-    if (connection_) connection_->Close();
-  }
-
- private:
   Expected<void> Check() const {
     if (cancelled_) return Cancelled();
     if (failure_) return Unexpected{*failure_};
@@ -575,7 +596,8 @@ class Call final : public ClientCall {
   Clock::time_point total_deadline_;
   std::optional<bhttp::response_parser<bhttp::buffer_body>> parser_;
   int status_ = 0;
-  std::array<char, kPieceSize> piece_;
+  std::unique_ptr<char[]> piece_;  // ReadSome's, from its first call
+  std::size_t piece_size_ = 0;
   std::shared_ptr<ReadWatch> watch_;  // from the first body read on
   bool done_ = false;
   bool cancelled_ = false;

@@ -138,11 +138,11 @@ class ClientCall {
   virtual std::string_view Header(std::string_view name) const = 0;
 
   /// The next piece of the body as it arrives (chunked encoding already decoded; at most
-  /// 4 KiB), or std::nullopt at its end: a view into the call's own buffer, valid until
-  /// the next read or the call's end (no copy per piece: a streamed answer reads one per
-  /// token). Each read waits at most the idle timeout, and not past `not_after` either (a
-  /// caller's own deadline, e.g. for the next SSE event): both end the call with
-  /// kUpstreamTimeout. At most one pending read.
+  /// what one read of the connection brings), or std::nullopt at its end: a view into the
+  /// call's own buffer, valid until the next read or the call's end (no copy per piece: a
+  /// streamed answer reads one per token). Each read waits at most the idle timeout, and
+  /// not past `not_after` either (a caller's own deadline, e.g. for the next SSE event):
+  /// both end the call with kUpstreamTimeout. At most one pending read.
   virtual Task<Expected<std::optional<std::string_view>>> ReadSome(TimePoint not_after = TimePoint::max()) = 0;
   /// The whole (rest of the) body; kUpstreamUnavailable when it is larger than
   /// `max_bytes` (decided from Content-Length before reading, when there is one).

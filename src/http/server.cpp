@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cmath>
 #include <ctime>
+#include <iterator>
 #include <limits>
 #include <list>
 #include <optional>
@@ -374,12 +375,16 @@ Task<error_code> WriteResponse(beast::tcp_stream& stream, const Response& respon
 // The ResponseStream of one request: chunked transfer encoding straight to the socket.
 class Server::Impl::StreamWriter final : public ResponseStream, private DeferredWatch {
  public:
-  StreamWriter(Impl& impl, Worker& worker, beast::tcp_stream& stream, const Request& request)
-      : impl_(impl), worker_(worker), stream_(stream), request_(request) {}
+  StreamWriter(Impl& impl, Worker& worker, beast::tcp_stream& stream, beast::flat_buffer& read_buffer,
+               const Request& request)
+      : impl_(impl), worker_(worker), stream_(stream), read_buffer_(read_buffer), request_(request) {}
 
   Task<bool> Begin(Response head) override {
     if (begun_) throw std::logic_error("ResponseStream::Begin called twice");
     begun_ = true;
+    // A stream may last minutes, and nothing is read from its connection meanwhile: the
+    // request's read buffer (512 bytes and up) goes back until the next request.
+    if (read_buffer_.size() == 0) read_buffer_.shrink_to_fit();
     status_ = head.status;
     impl_.Decorate(request_, head);
     const std::string out =
@@ -494,6 +499,7 @@ class Server::Impl::StreamWriter final : public ResponseStream, private Deferred
   Impl& impl_;
   Worker& worker_;
   beast::tcp_stream& stream_;
+  beast::flat_buffer& read_buffer_;
   const Request& request_;
   bool begun_ = false;
   bool failed_ = false;
@@ -639,19 +645,21 @@ Task<void> Server::Impl::Serve(Worker& worker, tcp::socket socket) {
     request.path = request.target.substr(0, request.target.find('?'));
     if (const auto q = request.target.find('?'); q != std::string_view::npos) request.query = request.target.substr(q + 1);
     request.version = message.version();
-    request.headers.reserve(16);
+    request.headers.reserve(static_cast<std::size_t>(std::distance(message.begin(), message.end())));
     for (const auto& field : message) request.headers.emplace_back(Sv(field.name_string()), Sv(field.value()));
     if (full && !early) request.body = std::move(full->get().body());
     request.params = std::move(match.params);
 
-    StreamWriter writer(*this, worker, connection.stream, request);
+    StreamWriter writer(*this, worker, connection.stream, buffer, request);
     request.stream = &writer;
-    std::optional<WebSocketSession> websocket;
+    // On the heap: inline, the session (its timers, queue and buffer) would enlarge every
+    // connection's coroutine frame, and so every open stream's memory.
+    std::unique_ptr<WebSocketSession> websocket;
     if (!early && !full && match.route != nullptr && match.route->options.websocket &&
         beast::websocket::is_upgrade(head.get())) {
-      websocket.emplace(connection.stream, head.get(), config.websocket);
-      request.upgrade = &*websocket;
-      connection.websocket = &*websocket;
+      websocket = std::make_unique<WebSocketSession>(connection.stream, head.get(), config.websocket);
+      request.upgrade = websocket.get();
+      connection.websocket = websocket.get();
     }
     // Not `early ? ... : co_await ...`: GCC 12 miscompiles co_await inside ?: and &&.
     Response response;
