@@ -34,8 +34,10 @@ using std::chrono::milliseconds;
 
 namespace {
 
-// What ReadAll makes room for first when the body's length is not announced.
+// What ReadAll makes room for first: when the body's length is not announced, and at most
+// when it is (an upstream's Content-Length is not memory it has sent yet).
 constexpr std::size_t kFirstReadAllRoom = 4 * 1024;
+constexpr std::size_t kMaxFirstReadAllRoom = 1024 * 1024;
 
 std::string_view Sv(beast::string_view view) { return {view.data(), view.size()}; }
 
@@ -437,11 +439,14 @@ class Call final : public ClientCall {
     };
     const auto length = parser_->content_length();
     if (length && *length > max_bytes) co_return too_large();
-    // Straight into the answer, not through a piece: a body of announced length takes one
-    // allocation and no copy, and one byte to spare sees its end without growing.
+    // Straight into the answer, not through a piece: a body of announced length (up to
+    // 1 MiB) takes one allocation and no copy, and one byte to spare sees its end without
+    // growing.
     const std::size_t limit = std::min(max_bytes, std::numeric_limits<std::size_t>::max() - 1) + 1;
+    const std::size_t first_room =
+        length ? std::min<std::size_t>(static_cast<std::size_t>(*length) + 1, kMaxFirstReadAllRoom) : kFirstReadAllRoom;
     std::string body;
-    body.resize(length ? static_cast<std::size_t>(*length) + 1 : std::min(kFirstReadAllRoom, limit));
+    body.resize(std::min(first_room, limit));
     std::size_t filled = 0;
     while (true) {
       if (filled == body.size()) body.resize(std::min(limit, 2 * body.size()));
@@ -463,7 +468,7 @@ class Call final : public ClientCall {
 
  private:
   // Reads the body into [data, data + size): a view of what arrived, or std::nullopt at
-  // the body's end. `size` > 0.
+  // the body's end. `size` > 0 unless the body has ended.
   Task<Expected<std::optional<std::string_view>>> ReadInto(char* data, std::size_t size, TimePoint not_after) {
     if (auto broken = Check(); !broken) co_return Unexpected{broken.error()};
     if (!parser_) throw std::logic_error("ClientCall::ReadSome before ReadHead");

@@ -534,6 +534,9 @@ TEST(HttpClient, RejectsBodiesAndHeadersOverTheirLimits) {
   EXPECT_EQ(RunTask(Fetch(*client, Get(server.Url("/big")), 1000)).rfind("error upstream_unavailable: the response body", 0), 0u);
   EXPECT_EQ(RunTask(Fetch(*client, Get(server.Url("/big-chunked")), 50'000)).rfind("error upstream_unavailable: the response body", 0), 0u);
   EXPECT_EQ(RunTask(Fetch(*client, Get(server.Url("/big")), 100'000)).size(), 4u + 100'000u);
+  // Unannounced length: ReadAll's room grows from 4 KiB to the whole body, up to the limit.
+  EXPECT_EQ(RunTask(Fetch(*client, Get(server.Url("/big-chunked")), 100'000)), "200 " + std::string(100'000, 'y'));
+  EXPECT_EQ(RunTask(Fetch(*client, Get(server.Url("/big-chunked")), 99'999)).rfind("error upstream_unavailable: the response body", 0), 0u);
   EXPECT_EQ(RunTask(Fetch(*client, Get(server.Url("/huge-header")))).rfind("error upstream_unavailable: the response header", 0), 0u);
 }
 
