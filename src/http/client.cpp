@@ -418,7 +418,7 @@ class Call final : public ClientCall {
     return found == head.end() ? std::string_view() : Sv(found->value());
   }
 
-  // Not a coroutine: one frame fewer per piece of a streamed answer.
+  // Not a coroutine: it hands back ReadInto's task, without a frame of its own per piece.
   Task<Expected<std::optional<std::string_view>>> ReadSome(TimePoint not_after) override {
     if (!piece_ && connection_) {
       // As large as what one read of the connection brings (Beast reads up to its buffer's
