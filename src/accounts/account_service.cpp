@@ -254,8 +254,10 @@ struct AccountService::Impl {
         keys.Erase(hash);
         co_return MakeError(ErrorCode::kUnauthenticated, "API key expired");
       }
-      const std::string never_used;
-      co_await MaybeTouch(cached->principal.user_id, cached->principal.api_key_id, never_used, now);
+      if (!touched.Get(cached->principal.api_key_id)) {  // most requests: no coroutine to start
+        const std::string never_used;
+        co_await MaybeTouch(cached->principal.user_id, cached->principal.api_key_id, never_used, now);
+      }
       co_return std::move(cached->principal);
     }
 

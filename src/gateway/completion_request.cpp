@@ -85,13 +85,13 @@ struct Tally {
 
 Expected<void> CheckRequiredString(object parent, std::string_view key, const std::string& path, bool non_empty = false) {
   element value;
-  const std::string param = path + "." + std::string(key);
+  const auto param = [&] { return path + "." + std::string(key); };  // for an error only
   if (parent[key].get(value) != simdjson::SUCCESS) {
-    return Invalid(fmt::format("Missing required parameter: '{}'.", param), param);
+    return Invalid(fmt::format("Missing required parameter: '{}'.", param()), param());
   }
   std::string_view text;
-  if (value.get(text) != simdjson::SUCCESS) return WrongType(param, "a string", value);
-  if (non_empty && text.empty()) return Invalid(fmt::format("'{}' must not be empty.", param), param);
+  if (value.get(text) != simdjson::SUCCESS) return WrongType(param(), "a string", value);
+  if (non_empty && text.empty()) return Invalid(fmt::format("'{}' must not be empty.", param()), param());
   return {};
 }
 
@@ -159,16 +159,17 @@ Expected<void> CheckPart(element part, const std::string& path, std::string_view
 Expected<void> CheckContent(object message, const std::string& path, std::string_view role, bool required,
                             Tally& tally) {
   element content;
-  const std::string param = path + ".content";
   if (message["content"].get(content) != simdjson::SUCCESS || content.is_null()) {
-    if (required) return Invalid(fmt::format("Missing required parameter: '{}'.", param), param);
-    return {};
+    if (!required) return {};
+    const std::string param = path + ".content";
+    return Invalid(fmt::format("Missing required parameter: '{}'.", param), param);
   }
   std::string_view text;
-  if (content.get(text) == simdjson::SUCCESS) {
+  if (content.get(text) == simdjson::SUCCESS) {  // most messages: no path spelled out
     tally.text_bytes += text.size();
     return {};
   }
+  const std::string param = path + ".content";
   array parts;
   if (content.get(parts) != simdjson::SUCCESS) return WrongType(param, "a string or an array of content parts", content);
   if (parts.size() == 0 && required) {
@@ -497,7 +498,7 @@ Expected<PreparedCompletion> PrepareCompletion(std::string_view body) {
   Tally tally;
   std::size_t index = 0;
   for (element message : messages) {
-    if (auto checked = CheckMessage(message, fmt::format("messages[{}]", index++), tally); !checked) {
+    if (auto checked = CheckMessage(message, "messages[" + std::to_string(index++) + "]", tally); !checked) {
       return Unexpected{std::move(checked).error()};
     }
   }

@@ -386,7 +386,11 @@ Task<Expected<CompletionOutcome>> Gateway::Complete(const Caller& caller, const 
         co_return MakeError(ErrorCode::kUpstreamUnavailable,
                             fmt::format("{} answered with more than {} bytes", model.provider, config_.max_response_bytes));
       }
-      answer += **piece;
+      if (answer.empty()) {
+        answer = std::move(**piece);  // a whole answer comes in one piece: not copied
+      } else {
+        answer += **piece;
+      }
     }
     meter.OnBody(answer);
     const TokenUsage usage = meter.Usage(prompt_estimate);

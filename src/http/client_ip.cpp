@@ -73,14 +73,11 @@ class ClientAddress final : public Middleware {
       request.client_address = request.remote_address;
       return std::nullopt;
     }
-    if (!trusted_.Contains(*peer)) {
-      // Headers from an untrusted peer are the client's own claims: ignored.
-      request.client_address = peer->v4 ? Format(*peer) : request.remote_address;
-      return std::nullopt;
-    }
-    const CidrSet::Address client = FromHeaders(request, *peer);
-    // No proxy named another client: the peer's own text, when it is already the form
-    // Format writes (a plain IPv4 or IPv6 address, not an IPv4-mapped one).
+    // Headers from an untrusted peer are the client's own claims: ignored.
+    const CidrSet::Address client = trusted_.Contains(*peer) ? FromHeaders(request, *peer) : *peer;
+    // The client is the peer itself (no proxy named another): its own text, when that is
+    // already the form Format writes (a plain IPv4 or IPv6 address, not an IPv4-mapped
+    // one) — most requests, and Format costs a formatted allocation.
     const bool peer_itself = client.high == peer->high && client.low == peer->low && client.v4 == peer->v4;
     const bool canonical = !peer->v4 || request.remote_address.find(':') == std::string::npos;
     request.client_address = peer_itself && canonical ? request.remote_address : Format(client);

@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <charconv>
@@ -293,6 +294,19 @@ Task<void> LingeringClose(beast::tcp_stream& stream) {
     drained += co_await stream.async_read_some(asio::buffer(sink), asio::redirect_error(kUseAwaitable, ec));
   }
   stream.socket().close(ec);
+}
+
+// A duration as seconds with six decimals ("0.000123"), X-Process-Time's form; by hand,
+// as fmt's fixed-precision float formatting cost ~800 instructions on every response.
+std::string SecondsText(std::chrono::nanoseconds elapsed) {
+  const std::int64_t micros =
+      std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count());
+  std::array<char, 32> text{};
+  char* end = std::to_chars(text.data(), text.data() + 20, micros / 1'000'000).ptr;
+  *end++ = '.';
+  std::int64_t fraction = micros % 1'000'000;
+  for (int digit = 5; digit >= 0; --digit, fraction /= 10) end[digit] = static_cast<char>('0' + fraction % 10);
+  return std::string(text.data(), end + 6);
 }
 
 Response ErrorResponse(ErrorCode code, std::string message) {
@@ -730,9 +744,8 @@ Task<Response> Server::Impl::Dispatch(Request& request, const RouteMatch& match)
 
 void Server::Impl::Decorate(const Request& request, Response& response) {
   for (auto it = middleware.rbegin(); it != middleware.rend(); ++it) (*it)->OnResponse(request, response);
-  const double seconds = std::chrono::duration<double>(Clock::now() - request.start).count();
   response.SetHeader("X-Request-ID", request.request_id);
-  response.SetHeader("X-Process-Time", fmt::format("{:.6f}", seconds));
+  response.SetHeader("X-Process-Time", SecondsText(Clock::now() - request.start));
 }
 
 void Server::Impl::Record(const Request& request, int status, std::size_t bytes, RouteStats& stats) {
